@@ -1,0 +1,1 @@
+"""s3fuse: S3 as a POSIX filesystem, configured the Alluxio way."""

@@ -1,0 +1,155 @@
+"""Blocks of objects, fetched by ranged GET and kept by (bucket, key, ETag, block number).
+
+One GET serves every reader of a block: a block being fetched has a slot that later readers wait on. Blocks
+live in a bounded in-memory LRU (the hot set, answered on the event loop without a thread hop) and, when the
+disk cache is on, in the disk cache below it, which survives a remount. Keying by ETag means a changed object
+never serves old bytes: its blocks simply have another key.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import trio
+
+from s3fuse.cache.disk import DiskCache
+from s3fuse.s3.client import S3Client
+from s3fuse.s3.errors import S3Error
+
+log = logging.getLogger(__name__)
+
+BlockKey = tuple[str, str, str, int]  # bucket, key, etag, block number
+
+
+@dataclass
+class Fetch:
+    """A block on its way: readers wait on `done`, then find the data or the error."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    data: bytes = b""
+    error: OSError | None = None
+
+
+class BlockCache:
+    def __init__(self, client: S3Client, block_size: int, memory_limit: int, disk: DiskCache | None) -> None:
+        self.client = client
+        self.block_size = block_size
+        self.memory_limit = max(memory_limit, 2 * block_size)
+        self.disk = disk
+        self.memory: OrderedDict[BlockKey, bytes] = OrderedDict()
+        self.memory_bytes = 0
+        self.fetching: dict[BlockKey, Fetch] = {}
+        self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
+        self.hits = 0
+        self.misses = 0
+
+    def block_key(self, key: str, etag: str, number: int) -> BlockKey:
+        return (self.client.bucket, key, etag, number)
+
+    def block_count(self, size: int) -> int:
+        return (size + self.block_size - 1) // self.block_size
+
+    # -- memory tier -----------------------------------------------------------------------------------------
+
+    def _keep(self, bkey: BlockKey, data: bytes) -> None:
+        if bkey in self.memory:
+            return
+        self.memory[bkey] = data
+        self.memory_bytes += len(data)
+        while self.memory_bytes > self.memory_limit and self.memory:
+            _, old = self.memory.popitem(last=False)
+            self.memory_bytes -= len(old)
+
+    def cached(self, bkey: BlockKey) -> bytes | None:
+        data = self.memory.get(bkey)
+        if data is not None:
+            self.memory.move_to_end(bkey)
+        return data
+
+    # -- fetching --------------------------------------------------------------------------------------------
+
+    async def block(self, key: str, etag: str, size: int, number: int) -> bytes:
+        """The whole block `number` of the object (shorter at the end of the object)."""
+        bkey = self.block_key(key, etag, number)
+        data = self.cached(bkey)
+        if data is not None:
+            self.hits += 1
+            return data
+        fetch = self.fetching.get(bkey)
+        if fetch is None:
+            fetch = self._start(bkey)
+            await self._fill(bkey, fetch, size)
+        else:
+            await fetch.done.wait()
+        if fetch.error is not None:
+            raise OSError(fetch.error.errno or errno.EIO, str(fetch.error))
+        return fetch.data
+
+    def _start(self, bkey: BlockKey) -> Fetch:
+        fetch = Fetch()
+        self.fetching[bkey] = fetch
+        return fetch
+
+    async def _fill(self, bkey: BlockKey, fetch: Fetch, size: int) -> None:
+        """Disk tier first, then S3; always sets `done`, even when cancelled."""
+        _, key, etag, number = bkey
+        start = number * self.block_size
+        end = min(size, start + self.block_size)
+        try:
+            data = await self.disk.get(bkey, end - start) if self.disk is not None else None
+            if data is not None:
+                self.hits += 1
+            else:
+                self.misses += 1
+                data = await self.client.get_range(key, start, end, etag)
+                if self.disk is not None:
+                    await self.disk.put(bkey, data)
+            fetch.data = data
+            self._keep(bkey, data)
+        except S3Error as exc:
+            fetch.error = exc
+        except OSError as exc:  # disk-tier failures cost a refetch, never wrong bytes
+            fetch.error = exc
+        finally:
+            del self.fetching[bkey]
+            fetch.done.set()
+
+    def prefetch(self, key: str, etag: str, size: int, numbers: range) -> None:
+        """Start fetching blocks in the background; errors surface when a reader reaches the block."""
+        if self.nursery is None:
+            return
+        for number in numbers:
+            if number >= self.block_count(size):
+                break
+            bkey = self.block_key(key, etag, number)
+            if bkey in self.memory or bkey in self.fetching:
+                continue
+            fetch = self._start(bkey)
+            self.nursery.start_soon(self._fill, bkey, fetch, size)
+
+    async def read(self, key: str, etag: str, size: int, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of the object, clipped at its end."""
+        end = min(size, offset + length)
+        if offset >= end:
+            return b""
+        first, last = offset // self.block_size, (end - 1) // self.block_size
+        if first == last:
+            data = await self.block(key, etag, size, first)
+            base = first * self.block_size
+            return data[offset - base:end - base]
+        if last > first + 1:
+            self.prefetch(key, etag, size, range(first + 1, last + 1))
+        parts = []
+        for number in range(first, last + 1):
+            data = await self.block(key, etag, size, number)
+            base = number * self.block_size
+            parts.append(data[max(offset, base) - base:min(end, base + len(data)) - base])
+        return b"".join(parts)
+
+    def drop(self, key: str) -> None:
+        """Forget the memory blocks of a key (its object was replaced or removed by us)."""
+        for bkey in [b for b in self.memory if b[1] == key]:
+            self.memory_bytes -= len(self.memory.pop(bkey))

@@ -1,0 +1,55 @@
+"""The disk tier of the block cache (diskcache): survives a remount, bounded by `alluxio.user.client.cache.size`
+with LRU eviction, and checked on every read so a corrupt or truncated entry is refetched, never returned."""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from typing import Any
+
+import diskcache
+import trio
+
+log = logging.getLogger(__name__)
+
+
+class DiskCache:
+    def __init__(self, directory: str, size_limit: int) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.cache = diskcache.Cache(directory, size_limit=size_limit,
+                                     eviction_policy="least-recently-used", cull_limit=16)
+
+    async def get(self, key: Any, expected_length: int) -> bytes | None:
+        return await trio.to_thread.run_sync(self._get, key, expected_length)
+
+    def _get(self, key: Any, expected_length: int) -> bytes | None:
+        try:
+            stored = self.cache.get(key)
+        except (OSError, diskcache.Timeout) as exc:
+            log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
+            return None
+        if stored is None:
+            return None
+        checksum, data = stored
+        if len(data) != expected_length or zlib.crc32(data) != checksum:
+            log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
+            self.cache.delete(key)
+            return None
+        return bytes(data)
+
+    async def put(self, key: Any, data: bytes) -> None:
+        await trio.to_thread.run_sync(self._put, key, data)
+
+    def _put(self, key: Any, data: bytes) -> None:
+        try:
+            self.cache.set(key, (zlib.crc32(data), data))
+        except (OSError, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
+            log.warning("disk cache write failed (%s); serving without caching", exc)
+
+    def volume(self) -> int:
+        return int(self.cache.volume())
+
+    def close(self) -> None:
+        self.cache.close()

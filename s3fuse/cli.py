@@ -1,0 +1,116 @@
+"""`s3fuse`: argument parsing only; every command builds a Config and calls into the layers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import os
+import re
+import sys
+from pathlib import Path
+
+from s3fuse import config as configuration
+from s3fuse import daemon, selfcheck
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(conf_dir: Path | None, verbose: bool) -> None:
+    """`logging.conf` in the configuration directory wins (the counterpart of Alluxio's log4j.properties)."""
+    logging_conf = conf_dir / "logging.conf" if conf_dir else None
+    if logging_conf is not None and logging_conf.is_file():
+        logging.config.fileConfig(logging_conf, disable_existing_loggers=False)
+        return
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    for noisy in ("botocore", "aiobotocore", "urllib3", "asyncio", "trio_asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if os.environ.get("S3FUSE_DEBUG_S3") else logging.WARNING)
+
+
+def default_log_file(mountpoint: str) -> str:
+    directory = Path(os.environ.get("S3FUSE_LOG_DIR", "/var/log/s3fuse"))
+    directory.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", os.path.abspath(mountpoint).strip("/")) or "root"
+    return str(directory / f"{name}.log")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--conf", help="directory holding alluxio-site.properties (else $S3FUSE_CONF_DIR, "
+                                       "else /etc/s3fuse)")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="a mount option or property; highest precedence")
+    parser.add_argument("-D", dest="defines", action="append", default=[], metavar="KEY=VALUE",
+                        help="a property, above the site file and below --option")
+    parser.add_argument("--readonly", action="store_true", help="mount read-only")
+    parser.add_argument("--shared", action="store_true", help="every user gets rwx (mode 0777)")
+
+
+def build_config(args: argparse.Namespace, source: str | None) -> configuration.Config:
+    overrides: dict[str, object] = {}
+    if args.readonly:
+        overrides["readonly"] = True
+    if args.shared:
+        overrides["shared"] = True
+    if source:
+        configuration.split_ufs(source)
+        overrides["root_ufs"] = source
+    config = configuration.load(args.conf, args.defines, args.option, **overrides)
+    if not config.root_ufs:
+        raise configuration.ConfigError("nothing to mount: give s3://BUCKET/DIR on the command line or set "
+                                        "alluxio.master.mount.table.root.ufs")
+    return config
+
+
+def mount_command(args: argparse.Namespace) -> int:
+    config = build_config(args, args.source)
+    request = daemon.MountRequest(config, os.path.abspath(args.mountpoint), allow_other=args.allow_other,
+                                  debug_fuse=args.debug_fuse)
+    if args.foreground:
+        def notify(error: str | None) -> None:
+            if error is not None:
+                print(f"s3fuse: {error}", file=sys.stderr)
+        return daemon.run(request, notify)
+    return daemon.daemonize(request, args.log_file or default_log_file(args.mountpoint))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="s3fuse", description="Mount S3 as a POSIX filesystem (Alluxio-style "
+                                                              "configuration).")
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    mount = commands.add_parser("mount", help="mount a bucket or prefix")
+    add_config_arguments(mount)
+    mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    mount.add_argument("--allow-other", action="store_true", help="let other users enter the mount")
+    mount.add_argument("--log-file", help="daemon log (default /var/log/s3fuse/<mount point>.log)")
+    mount.add_argument("--debug-fuse", action="store_true", help="libfuse request tracing")
+    mount.add_argument("mountpoint")
+    mount.add_argument("source", nargs="?", help="s3://BUCKET/DIR (else alluxio.master.mount.table.root.ufs)")
+    mount.set_defaults(run=mount_command)
+
+    check = commands.add_parser("runTests", help="write, read back and verify files through a mount")
+    check.add_argument("mountpoint")
+    check.set_defaults(run=lambda args: selfcheck.run_tests(args.mountpoint))
+
+    template = commands.add_parser("template", help="print conf/alluxio-site.properties.template")
+    template.set_defaults(run=lambda args: print(configuration.template(), end="") or 0)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    conf = getattr(args, "conf", None)
+    setup_logging(configuration.conf_dir(conf), args.verbose)
+    try:
+        status: int = args.run(args)
+        return status
+    except configuration.ConfigError as exc:
+        print(f"s3fuse: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

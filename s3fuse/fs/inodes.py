@@ -1,0 +1,272 @@
+"""The inode table: inode numbers <-> paths of one mount, attributes with a TTL, lookup counts, and the
+directory listings that let `ls -l` answer every lookup without a HEAD per entry.
+
+Inode numbers are derived from the path (a 63-bit hash), so the same path gets the same number for as long as
+the mount lives, even after the kernel forgot it; a rename moves the number with the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import stat
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem
+from s3fuse.parallel import gather
+from s3fuse.s3.client import ObjectInfo, S3Client
+
+log = logging.getLogger(__name__)
+
+ROOT_INO = 1
+
+
+@dataclass
+class Inode:
+    """What the table knows about one path; `expires` is when S3 must be asked again."""
+
+    ino: int
+    path: str  # relative to the mount root: "" is the root, "a/b" a child of "a"
+    is_dir: bool
+    size: int = 0
+    etag: str = ""
+    mtime_ns: int = 0
+    expires: float = 0.0
+    lookups: int = 0
+    link_target: str = ""  # non-empty for a symlink
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
+
+    @property
+    def kind(self) -> int:
+        if self.is_dir:
+            return stat.S_IFDIR
+        return stat.S_IFLNK if self.link_target else stat.S_IFREG
+
+
+@dataclass
+class Listing:
+    """A complete listing of one directory: name -> entry, trusted until `expires`."""
+
+    entries: dict[str, Entry]
+    expires: float
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def ns(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+class InodeTable:
+    """Answers lookup/getattr/readdir questions from memory when it can and from S3 when it must."""
+
+    def __init__(self, client: S3Client, prefix: str, ttl: float, max_listings: int) -> None:
+        self.client = client
+        self.prefix = prefix  # key prefix of the mount root: "" or "dir/"
+        self.ttl = ttl
+        self.max_listings = max(1, max_listings)
+        self.by_ino: dict[int, Inode] = {}
+        self.by_path: dict[str, int] = {}
+        self.listings: OrderedDict[str, Listing] = OrderedDict()
+        self.negative: dict[str, float] = {}
+        self.pinned: dict[int, int] = {}  # ino -> open handles, which keep an inode after the kernel forgets it
+        self.mounted_ns = time.time_ns()  # directories have no mtime in S3: they show the mount's start
+        root = Inode(ROOT_INO, "", True, expires=float("inf"), mtime_ns=self.mounted_ns)
+        self._add(root)
+
+    # -- keys ------------------------------------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        return self.prefix + path
+
+    def dir_prefix(self, path: str) -> str:
+        return f"{self.prefix}{path}/" if path else self.prefix
+
+    # -- the table -------------------------------------------------------------------------------------------
+
+    def _number(self, path: str) -> int:
+        digest = int.from_bytes(hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest())
+        ino = digest & 0x7FFF_FFFF_FFFF_FFFF
+        while ino <= ROOT_INO or (ino in self.by_ino and self.by_ino[ino].path != path):
+            ino = (ino + 1) & 0x7FFF_FFFF_FFFF_FFFF
+        return ino
+
+    def _add(self, inode: Inode) -> Inode:
+        self.by_ino[inode.ino] = inode
+        self.by_path[inode.path] = inode.ino
+        return inode
+
+    def get(self, ino: int) -> Inode:
+        inode = self.by_ino.get(ino)
+        if inode is None:
+            raise OSError(errno.ESTALE, f"inode {ino} is not known (forgotten or removed)")
+        return inode
+
+    def known(self, path: str) -> Inode | None:
+        ino = self.by_path.get(path)
+        return self.by_ino[ino] if ino is not None else None
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def remember(self, path: str, entry: Entry | ObjectInfo | None, is_dir: bool) -> Inode:
+        """Create or refresh the inode of `path` from what S3 said about it."""
+        inode = self.known(path)
+        if inode is None or inode.is_dir != is_dir:
+            if inode is not None:
+                self._drop(inode)
+            inode = self._add(Inode(self._number(path), path, is_dir, mtime_ns=self.mounted_ns))
+        inode.expires = self.now() + self.ttl
+        self.negative.pop(path, None)
+        if entry is not None and not is_dir:
+            changed = inode.etag != entry.etag
+            inode.size, inode.etag, inode.mtime_ns = entry.size, entry.etag, ns(entry.mtime)
+            if isinstance(entry, ObjectInfo) and entry.metadata is not None:
+                inode.metadata = dict(entry.metadata)
+                inode.content_type = entry.content_type
+            elif changed:
+                inode.metadata = {}
+        elif entry is not None and entry.mtime != EPOCH:  # a "dir/" marker carries a time
+            inode.mtime_ns = ns(entry.mtime)
+        return inode
+
+    def _drop(self, inode: Inode) -> None:
+        self.by_ino.pop(inode.ino, None)
+        if self.by_path.get(inode.path) == inode.ino:
+            del self.by_path[inode.path]
+
+    def forget(self, ino: int, count: int) -> None:
+        inode = self.by_ino.get(ino)
+        if inode is None or ino == ROOT_INO:
+            return
+        inode.lookups = max(0, inode.lookups - count)
+        if inode.lookups == 0 and not self.pinned.get(ino):
+            self._drop(inode)
+
+    def pin(self, ino: int) -> None:
+        self.pinned[ino] = self.pinned.get(ino, 0) + 1
+
+    def unpin(self, ino: int) -> None:
+        left = self.pinned.get(ino, 0) - 1
+        if left > 0:
+            self.pinned[ino] = left
+            return
+        self.pinned.pop(ino, None)
+        inode = self.by_ino.get(ino)
+        if inode is not None and inode.lookups == 0 and ino != ROOT_INO:
+            self._drop(inode)
+
+    # -- listings --------------------------------------------------------------------------------------------
+
+    def cached_listing(self, path: str) -> Listing | None:
+        listing = self.listings.get(path)
+        if listing is None or listing.expires < self.now():
+            return None
+        self.listings.move_to_end(path)
+        return listing
+
+    async def list(self, directory: Inode) -> dict[str, Entry]:
+        """The complete, merged listing of a directory (every page), cached for the TTL."""
+        listing = self.cached_listing(directory.path)
+        if listing is not None:
+            return listing.entries
+        collected: list[Entry] = []
+        async for page in list_directory(self.client, self.dir_prefix(directory.path)):
+            collected += page
+        entries = merge(collected)
+        for entry in entries.values():
+            child = self.known(join(directory.path, entry.name))
+            if child is None or child.expires < self.now() or child.is_dir != entry.is_dir:
+                self.remember(join(directory.path, entry.name), entry, entry.is_dir)
+        self.listings[directory.path] = Listing(entries, self.now() + self.ttl)
+        self.listings.move_to_end(directory.path)
+        while len(self.listings) > self.max_listings:
+            self.listings.popitem(last=False)
+        return entries
+
+    # -- lookup ----------------------------------------------------------------------------------------------
+
+    async def lookup(self, parent: Inode, name: str) -> Inode:
+        """The child `name` of `parent`, from the table, the parent's listing, or one HEAD + one LIST."""
+        if not parent.is_dir:
+            raise OSError(errno.ENOTDIR, parent.path)
+        problem = name_problem(name)
+        if problem:
+            raise OSError(errno.ENAMETOOLONG if "longer" in problem else errno.ENOENT, problem)
+        path = join(parent.path, name)
+        inode = self.known(path)
+        if inode is not None and inode.expires >= self.now():
+            return inode
+        if self.negative.get(path, 0.0) >= self.now():
+            raise OSError(errno.ENOENT, path)
+        listing = self.cached_listing(parent.path)
+        if listing is not None:
+            entry = listing.entries.get(name)
+            if entry is None:
+                raise OSError(errno.ENOENT, path)
+            if inode is not None and inode.is_dir == entry.is_dir and not entry.is_dir and inode.etag == entry.etag:
+                inode.expires = self.now() + self.ttl
+                return inode
+            if entry.is_dir or inode is None:
+                return self.remember(path, entry, entry.is_dir)
+        return await self.stat_path(path)
+
+    async def stat_path(self, path: str) -> Inode:
+        """Ask S3 what `path` is: a HEAD for the object and a one-key LIST for the prefix, concurrently."""
+        head: list[ObjectInfo | None] = [None]
+        is_dir = [False]
+
+        async def head_object() -> None:
+            head[0] = await self.client.head(self.key(path))
+
+        async def probe_prefix() -> None:
+            page = await self.client.list_page(self.dir_prefix(path), max_keys=1, delimiter="")
+            is_dir[0] = bool(page.objects or page.prefixes)
+
+        await gather(head_object, probe_prefix)
+        if is_dir[0]:
+            return self.remember(path, None, True)
+        if head[0] is not None:
+            return self.remember(path, head[0], False)
+        self.forget_path(path)
+        self.negative[path] = self.now() + self.ttl
+        raise OSError(errno.ENOENT, path)
+
+    async def refresh(self, inode: Inode) -> Inode:
+        """Attributes that are at most one TTL old; a file gone from S3 is ENOENT."""
+        if inode.expires >= self.now() or inode.ino == ROOT_INO:
+            return inode
+        if inode.is_dir:
+            inode.expires = self.now() + self.ttl
+            return inode
+        info = await self.client.head(self.key(inode.path))
+        if info is None:
+            self.forget_path(inode.path)
+            raise OSError(errno.ENOENT, inode.path)
+        return self.remember(inode.path, info, False)
+
+    # -- invalidation after our own changes ------------------------------------------------------------------
+
+    def forget_path(self, path: str) -> None:
+        """Drop a path from its parent's listing (it no longer exists); its inode stays for open handles."""
+        listing = self.listings.get(parent_of(path))
+        if listing is not None:
+            listing.entries.pop(path.rpartition("/")[2], None)
+
+    def added(self, path: str, entry: Entry) -> None:
+        """Record a child we created, so a cached listing of the parent stays complete."""
+        self.negative.pop(path, None)
+        listing = self.listings.get(parent_of(path))
+        if listing is not None:
+            listing.entries[entry.name] = entry

@@ -1,0 +1,102 @@
+"""A directory's entries from ListObjectsV2 pages: objects are files, common prefixes and `dir/` markers are
+directories, and keys that cannot be POSIX names are skipped with one log line instead of breaking a listing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from s3fuse.s3.client import ObjectInfo, S3Client
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 255
+EPOCH = datetime.fromtimestamp(0).astimezone()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a directory, as the listing tells it."""
+
+    name: str
+    is_dir: bool
+    size: int = 0
+    etag: str = ""
+    mtime: datetime = EPOCH
+
+
+def name_problem(name: str) -> str:
+    """Why `name` cannot be a POSIX file name, or "" when it can."""
+    if name in ("", ".", ".."):
+        return f"the path segment {name!r} is not a file name"
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        return f"a segment is longer than {NAME_MAX} bytes"
+    if "\0" in name:
+        return "it holds a NUL byte"
+    return ""
+
+
+_skipped: set[str] = set()
+
+
+def skip(key: str, problem: str) -> None:
+    """One log line per skipped key per process, however often it is listed."""
+    if key not in _skipped:
+        _skipped.add(key)
+        log.warning("skipping key %r: %s", key, problem)
+
+
+def page_entries(dir_prefix: str, objects: list[ObjectInfo], prefixes: list[str]) -> list[Entry]:
+    """The entries one page adds to the directory `dir_prefix` (a key prefix ending in "/", or "")."""
+    entries: list[Entry] = []
+    for info in objects:
+        name = info.key[len(dir_prefix):]
+        if name == "":  # the directory's own marker
+            continue
+        if name.endswith("/"):  # "dir/" marker listed without a delimiter
+            name = name[:-1]
+            problem = name_problem(name)
+            if problem:
+                skip(info.key, problem)
+            else:
+                entries.append(Entry(name, True, mtime=info.mtime))
+            continue
+        problem = name_problem(name)
+        if problem:
+            skip(info.key, problem)
+            continue
+        entries.append(Entry(name, False, info.size, info.etag, info.mtime))
+    for prefix in prefixes:
+        name = prefix[len(dir_prefix):-1]
+        problem = name_problem(name)
+        if problem:
+            skip(prefix, problem)
+            continue
+        entries.append(Entry(name, True))
+    return entries
+
+
+async def list_directory(client: S3Client, dir_prefix: str) -> AsyncIterator[list[Entry]]:
+    """Every page of the directory, each as the entries it adds; one ListObjectsV2 per 1,000 keys."""
+    token: str | None = None
+    while True:
+        page = await client.list_page(dir_prefix, token)
+        yield page_entries(dir_prefix, page.objects, page.prefixes)
+        if page.next_token is None:
+            return
+        token = page.next_token
+
+
+def merge(entries: list[Entry]) -> dict[str, Entry]:
+    """Name -> entry; a directory wins over a file of the same name (key `a` beside prefix `a/`), since a POSIX
+    directory cannot hold both, and the directory is the one that leads to more data."""
+    merged: dict[str, Entry] = {}
+    for entry in entries:
+        known = merged.get(entry.name)
+        if known is None or (entry.is_dir and not known.is_dir):
+            merged[entry.name] = entry
+        elif known.is_dir and not entry.is_dir:
+            skip(entry.name, "a directory of the same name hides this object")
+    return merged

@@ -1,0 +1,309 @@
+"""The one place that builds aiobotocore clients and crosses from trio to asyncio.
+
+Every public method is awaited from trio and runs one whole request (body included) as a single asyncio
+coroutine through `aio_as_trio`, so nothing above this module knows asyncio exists. Failures leave here as
+`S3Error` with an errno (see errors.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiobotocore.session
+import trio
+import trio_asyncio
+from aiobotocore.config import AioConfig
+
+from s3fuse.config import Config
+from s3fuse.s3 import credentials
+from s3fuse.s3.errors import S3Error, translate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MUTATING_OPERATIONS = frozenset({
+    "PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CreateMultipartUpload", "UploadPart",
+    "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload", "PutBucketAcl", "PutObjectAcl",
+})
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a HEAD tells about one object."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: datetime
+    metadata: Mapping[str, str] | None = None  # only from HEAD/GET: listings carry no user metadata
+    content_type: str = ""
+    owner_id: str = ""
+
+
+@dataclass(frozen=True)
+class ListPage:
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    next_token: str | None
+
+
+def endpoint_url(config: Config) -> str | None:
+    """`host:port` gets a scheme from `alluxio.underfs.s3.secure.http.enabled`; a URL is used as it is."""
+    endpoint = config.endpoint.strip()
+    if not endpoint:
+        return None
+    if "://" in endpoint:
+        return endpoint
+    return f"{'https' if config.secure_http or config.sse else 'http'}://{endpoint}"
+
+
+def client_config(config: Config) -> AioConfig:
+    proxies = {}
+    if config.proxy_host:
+        proxy = f"http://{config.proxy_host}:{config.proxy_port or 80}"
+        proxies = {"http": proxy, "https": proxy}
+    return AioConfig(
+        region_name=config.region or "us-east-1",
+        signature_version="s3" if config.signer == "S3SignerType" else "s3v4",
+        s3={"addressing_style": "path" if config.path_style else "virtual"},
+        connect_timeout=config.request_timeout,
+        read_timeout=config.socket_timeout,
+        max_pool_connections=max(config.threads, config.upload_threads, config.admin_threads),
+        retries={"max_attempts": config.max_error_retry + 1, "mode": "standard"},
+        proxies=proxies or None,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+class S3Client:
+    """One bucket at one endpoint with one set of credentials; bounded concurrency per request kind."""
+
+    def __init__(self, config: Config, bucket: str) -> None:
+        self.config = config
+        self.bucket = bucket
+        self.requests: Counter[str] = Counter()
+        self._client: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._admin = trio.CapacityLimiter(max(1, config.admin_threads))
+        self._data = trio.CapacityLimiter(max(1, config.threads))
+        self.upload_limiter = trio.CapacityLimiter(max(1, config.upload_threads))
+        self.request_hooks: list[Callable[[str], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await trio_asyncio.aio_as_trio(self._open)()
+
+    async def _open(self) -> None:
+        session = aiobotocore.session.get_session()
+        resolved = credentials.resolve(self.config)
+        verify: str | bool | None = self.config.ca_bundle or None
+        self._client = await self._stack.enter_async_context(session.create_client(
+            "s3", endpoint_url=endpoint_url(self.config), config=client_config(self.config), verify=verify,
+            **resolved))
+        self._client.meta.events.register("before-call.s3", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.requests[model.name] += 1
+        for hook in self.request_hooks:
+            hook(model.name)
+
+    async def close(self) -> None:
+        await trio_asyncio.aio_as_trio(self._stack.aclose)()
+
+    # -- the bridge ------------------------------------------------------------------------------------------
+
+    async def _call(self, limiter: trio.CapacityLimiter, operation: str, key: str,
+                    request: Callable[[], Awaitable[T]]) -> T:
+        async with limiter:
+            try:
+                result: T = await trio_asyncio.aio_as_trio(request)()
+                return result
+            except Exception as exc:  # every failure leaves this layer as an S3Error
+                raise translate(exc, operation, f"s3://{self.bucket}/{key}") from exc
+
+    # -- metadata --------------------------------------------------------------------------------------------
+
+    async def check_bucket(self) -> None:
+        async def request() -> None:
+            await self._client.head_bucket(Bucket=self.bucket)
+        await self._call(self._admin, "HeadBucket", "", request)
+
+    async def list_page(self, prefix: str, token: str | None = None, delimiter: str = "/",
+                        max_keys: int = 1000, start_after: str = "") -> ListPage:
+        async def request() -> ListPage:
+            # botocore asks for EncodingType=url itself and decodes the keys, so any byte survives the XML
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+            if delimiter:
+                kwargs["Delimiter"] = delimiter
+            if token:
+                kwargs["ContinuationToken"] = token
+            if start_after:
+                kwargs["StartAfter"] = start_after
+            reply = await self._client.list_objects_v2(**kwargs)
+            objects = [ObjectInfo(key=item["Key"], size=int(item.get("Size", 0)),
+                                  etag=item.get("ETag", "").strip('"'), mtime=item["LastModified"])
+                       for item in reply.get("Contents", [])]
+            prefixes = [item["Prefix"] for item in reply.get("CommonPrefixes", [])]
+            more = reply.get("IsTruncated") and reply.get("NextContinuationToken")
+            return ListPage(objects, prefixes, more or None)
+        return await self._call(self._admin, "ListObjectsV2", prefix, request)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """None when there is no such object."""
+        async def request() -> ObjectInfo:
+            reply = await self._client.head_object(Bucket=self.bucket, Key=key)
+            return _info_from_reply(key, reply)
+        try:
+            return await self._call(self._admin, "HeadObject", key, request)
+        except S3Error as exc:
+            if exc.s3_code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    # -- data ------------------------------------------------------------------------------------------------
+
+    async def get_range(self, key: str, start: int, end: int, etag: str = "") -> bytes:
+        """Bytes [start, end) of the object; with `etag`, S3Error(ESTALE) when the object has changed."""
+        async def request() -> bytes:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+            if etag:
+                kwargs["IfMatch"] = f'"{etag}"'
+            reply = await self._client.get_object(**kwargs)
+            async with reply["Body"] as body:
+                data: bytes = await body.read()
+            if len(data) != end - start:  # a truncated body is an error, never data
+                raise S3Error(5, f"GetObject {key}: short body ({len(data)} bytes for {start}-{end})", "Short")
+            return data
+        return await self._call(self._data, "GetObject", key, request)
+
+    async def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None,
+                  content_type: str = "") -> str:
+        async def request() -> str:
+            kwargs = self._write_args(key, metadata, content_type)
+            reply = await self._client.put_object(Body=body, **kwargs)
+            return str(reply.get("ETag", "")).strip('"')
+        return await self._call(self._data, "PutObject", key, request)
+
+    async def put_file(self, key: str, path: Path, metadata: Mapping[str, str] | None = None,
+                       content_type: str = "") -> str:
+        data = await trio.to_thread.run_sync(path.read_bytes)
+        return await self.put(key, data, metadata, content_type)
+
+    def _write_args(self, key: str, metadata: Mapping[str, str] | None, content_type: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if metadata:
+            kwargs["Metadata"] = dict(metadata)
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if self.config.sse:
+            kwargs["ServerSideEncryption"] = "AES256"
+        return kwargs
+
+    async def delete(self, key: str) -> None:
+        async def request() -> None:
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+        await self._call(self._admin, "DeleteObject", key, request)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        """DeleteObjects in batches of 1,000; any key the server could not delete is an error."""
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+
+            async def request(batch: list[str] = batch) -> list[dict[str, Any]]:
+                reply = await self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                return list(reply.get("Errors", []))
+            errors = await self._call(self._admin, "DeleteObjects", batch[0], request)
+            if errors:
+                raise S3Error(5, f"DeleteObjects: {errors[0].get('Key')}: {errors[0].get('Message')}",
+                              str(errors[0].get("Code")))
+
+    async def copy(self, source: str, target: str, metadata: Mapping[str, str] | None = None) -> None:
+        async def request() -> None:
+            kwargs = self._write_args(target, metadata, "")
+            kwargs["MetadataDirective"] = "REPLACE" if metadata is not None else "COPY"
+            await self._client.copy_object(CopySource={"Bucket": self.bucket, "Key": source}, **kwargs)
+        await self._call(self._admin, "CopyObject", source, request)
+
+    # -- multipart -------------------------------------------------------------------------------------------
+
+    async def create_multipart(self, key: str, metadata: Mapping[str, str] | None = None,
+                               content_type: str = "") -> str:
+        async def request() -> str:
+            reply = await self._client.create_multipart_upload(**self._write_args(key, metadata, content_type))
+            return str(reply["UploadId"])
+        return await self._call(self._admin, "CreateMultipartUpload", key, request)
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        async def request() -> str:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id,
+                                      "PartNumber": number, "Body": body}
+            reply = await self._client.upload_part(**kwargs)
+            return str(reply["ETag"])
+        async with self.upload_limiter:
+            return await self._call(self._data, "UploadPart", key, request)
+
+    async def copy_part(self, source: str, key: str, upload_id: str, number: int, start: int,
+                        end: int) -> str:
+        async def request() -> str:
+            reply = await self._client.upload_part_copy(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": source}, CopySourceRange=f"bytes={start}-{end - 1}")
+            return str(reply["CopyPartResult"]["ETag"])
+        return await self._call(self._data, "UploadPartCopy", key, request)
+
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> str:
+        """The new object's ETag; some servers (Ceph RGW 16) answer none, so then it is read back by HEAD."""
+        async def request() -> str:
+            parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+            reply = await self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            return str(reply.get("ETag") or "").strip('"')
+        etag = await self._call(self._admin, "CompleteMultipartUpload", key, request)
+        if not etag:
+            info = await self.head(key)
+            etag = info.etag if info else ""
+        return etag
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        async def request() -> None:
+            await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        await self._call(self._admin, "AbortMultipartUpload", key, request)
+
+    async def list_multipart(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        """(key, upload id, initiated) of every multipart upload in progress under `prefix`."""
+        async def request() -> list[tuple[str, str, datetime]]:
+            found: list[tuple[str, str, datetime]] = []
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            while True:
+                reply = await self._client.list_multipart_uploads(**kwargs)
+                found += [(u["Key"], u["UploadId"], u["Initiated"]) for u in reply.get("Uploads", [])]
+                if not reply.get("IsTruncated"):
+                    return found
+                kwargs["KeyMarker"] = reply.get("NextKeyMarker", "")
+                kwargs["UploadIdMarker"] = reply.get("NextUploadIdMarker", "")
+        return await self._call(self._admin, "ListMultipartUploads", prefix, request)
+
+    # -- identity --------------------------------------------------------------------------------------------
+
+    async def bucket_acl(self) -> dict[str, Any]:
+        async def request() -> dict[str, Any]:
+            reply: dict[str, Any] = await self._client.get_bucket_acl(Bucket=self.bucket)
+            return reply
+        return await self._call(self._admin, "GetBucketAcl", "", request)
+
+
+def _info_from_reply(key: str, reply: Mapping[str, Any]) -> ObjectInfo:
+    return ObjectInfo(key=key, size=int(reply.get("ContentLength", 0)), etag=str(reply.get("ETag", "")).strip('"'),
+                      mtime=reply["LastModified"], metadata=dict(reply.get("Metadata", {})),
+                      content_type=str(reply.get("ContentType", "")))
