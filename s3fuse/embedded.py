@@ -27,7 +27,7 @@ SAMPLE_FILES: Mapping[str, bytes] = {
     "data/nested/deeper/leaf.txt": b"a leaf three levels down\n",
     "data/nested/blob.bin": bytes(range(256)) * 8192,  # 2 MiB, crosses no block: one ranged GET
     "logs/2026/11/26/app.log": b"".join(f"line {n}\n".encode() for n in range(50_000)),
-    "with space/und ünïcode.txt": "names with spaces and unicode round-trip\n".encode(),
+    "with space/und ünïcode.txt": b"names with spaces and unicode round-trip\n",
     "empty-dir/": b"",  # a directory marker
 }
 
@@ -75,7 +75,7 @@ def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None =
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - loopback only
+            urllib.request.urlopen(url, timeout=1).close()
             return
         except urllib.error.HTTPError:
             return  # any HTTP answer means the server is up

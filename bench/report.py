@@ -1,0 +1,145 @@
+"""The report: a text table (s3fuse beside the direct client, then the S3 requests of each), a JSON file and a
+PNG bar chart, all under bench/results/ (gitignored): latest.txt, latest.json, latest.png, history/*.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+# the shared harness's metric for each of our rows, so the chart can put the peers beside us
+PEER_METRICS = {
+    "seq_cold": "W1 cold read MB/s", "seq_warm": "W1 warm read MB/s", "rand4k": "W5 randread 4KiB IOPS",
+    "ls": "W3 ls -l 2000 objs s", "find": "W3 find 200x10 tree s", "small_read": "W4 read 500x4KiB files/s",
+    "small_create": "W4 create 500x4KiB files/s", "write_default": "W2 write+close MB/s",
+    "close_default": "W2 close() s", "rename": "W6 rename dir(200) s",
+}
+PEER_LABELS = {"s3fs": "s3fs-fuse", "rclone-full": "rclone (vfs full)", "rclone-off": "rclone (vfs off)",
+               "project": "s3fuse via shared harness"}
+
+
+def number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def ratio(row: dict[str, Any]) -> str:
+    """Speed of s3fuse relative to the direct client: >1 means s3fuse was faster."""
+    mine, theirs = row["s3fuse"], row["direct"]
+    if not mine or not theirs:
+        return "-"
+    return f"{(theirs / mine if row['lower_better'] else mine / theirs):.2f}"
+
+
+def ops_text(ops: dict[str, int]) -> str:
+    return ", ".join(f"{op} {count}" for op, count in ops.items()) or "-"
+
+
+def size_text(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e5 else f"{count / 1e3:.0f} kB" if count else "-"
+
+
+def grid(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def tables(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    values = []
+    for row in rows:
+        mine = number(row["s3fuse"], row["unit"]) if not row["s3fuse_error"] else f"n/a (error: {row['s3fuse_error']})"
+        if row["key"].startswith("lim_"):
+            mine = ""
+        theirs = number(row["direct"], row["unit"]) if not row["direct_error"] else f"n/a ({row['direct_error']})"
+        values.append([row["label"], row["unit"], mine[:70], theirs[:40], ratio(row), row["direct_label"]])
+    requests = []
+    for row in rows:
+        if row["key"].startswith(("close_", "lim_")):
+            continue
+        requests.append([row["label"], ops_text(row["s3fuse_ops"]), size_text(row["s3fuse_bytes"]),
+                         ops_text(row["direct_ops"]), size_text(row["direct_bytes"])])
+    notes = [f"- {row['label'].strip()}: {row['note']}" for row in rows if row["note"]]
+    for row in rows:
+        extra = row["extra"]
+        if "lat_ms_p50" in extra:
+            notes.append(f"- {row['label']}: {extra['tool']}, latency p50 {extra['lat_ms_p50']:.2f} ms, "
+                         f"p99 {extra['lat_ms_p99']:.2f} ms")
+    sizes = meta["sizes"]
+    head = (f"s3fuse bench  {meta['when']}  commit {meta['commit']}  backend {meta['backend']}  "
+            f"{meta['cpus']} CPUs  load before {meta['load_before']:.1f}  run {meta.get('elapsed_s', 0):.0f} s\n"
+            f"sizes: {', '.join(f'{k}={v}' for k, v in sizes.items())}; block "
+            f"{meta.get('mount_options', {}).get('alluxio.user.client.cache.page.size', '?')}; "
+            "every request goes through a counting proxy on loopback (the mount's and the direct client's alike)")
+    return "\n\n".join([
+        head,
+        grid(["workload", "unit", "s3fuse", "direct", "s3fuse/direct", "direct client does"], values)
+        + "\ns3fuse/direct: speed relative to the direct client (>1: s3fuse faster; time rows: direct_time/time)",
+        "S3 requests per workload (counted at the proxy; bytes = request + response bytes on the wire)\n"
+        + grid(["workload", "s3fuse requests", "s3fuse bytes", "direct requests", "direct bytes"], requests),
+        *(["notes:\n" + "\n".join(notes)] if notes else []),
+    ])
+
+
+def chart(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]], peers: dict[str, Any] | None) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(no chart: matplotlib is not installed in the venv)"
+    shown = [row for row in rows if not row["key"].startswith("lim_")]
+    peer_targets = [t for t in (peers or {}).get("targets", []) if t in PEER_LABELS]
+    series = ["s3fuse", "direct client", *(PEER_LABELS[t] for t in peer_targets)]
+    colours = ["#1f77b4", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf"]
+    columns = 4
+    lines = -(-len(shown) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.2 * lines))
+    flat = list(axes.flat)
+    for axis, row in zip(flat, shown, strict=False):
+        values: list[float | None] = [row["s3fuse"], row["direct"]]
+        for target in peer_targets:
+            raw = (peers or {}).get("results", {}).get(PEER_METRICS.get(row["key"], ""), {}).get(target)
+            values.append(raw if isinstance(raw, int | float) and not isinstance(raw, bool) else None)
+        for index, value in enumerate(values):
+            if value is None:
+                axis.text(index, 0, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
+            else:
+                axis.bar(index, value, color=colours[index % len(colours)])
+                axis.text(index, value, number(value, row["unit"]), ha="center", va="bottom", fontsize=7)
+        axis.set_xticks(range(len(series)), series, rotation=30, ha="right", fontsize=7)
+        better = "lower is better" if row["lower_better"] else "higher is better"
+        axis.set_title(f"{row['label'].strip()}\n{row['unit']}, {better}", fontsize=8)
+        axis.tick_params(axis="y", labelsize=7)
+    for axis in flat[len(shown):]:
+        axis.axis("off")
+    figure.suptitle(f"s3fuse vs the direct S3 client{' and peers' if peer_targets else ''} — backend "
+                    f"{meta['backend']}, {meta['sizes']['big_mib']} MiB object, commit {meta['commit']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return f"chart: {path}"
+
+
+def write(directory: Path, meta: dict[str, Any], rows: list[dict[str, Any]], peers: dict[str, Any] | None) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = tables(meta, rows)
+    if peers is not None:
+        text += ("\n\npeers, same workloads in ../shared/bench (its own backend and sizes; 'project' = s3fuse "
+                 f"mounted by it):\n{peers['table'].rstrip()}")
+    document = {"meta": meta, "rows": rows, "peers": peers}
+    (directory / "latest.json").write_text(json.dumps(document, indent=1))
+    history = directory / "history"
+    history.mkdir(exist_ok=True)
+    (history / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(document))
+    text += "\n\n" + chart(directory / "latest.png", meta, rows, peers)
+    text += f"\nsaved: {directory / 'latest.txt'}, {directory / 'latest.json'}"
+    (directory / "latest.txt").write_text(text + "\n")
+    return text

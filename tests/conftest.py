@@ -1,0 +1,128 @@
+"""Fixtures shared by the suites: S3 servers (started once per session), a fresh bucket per test, and real
+FUSE mounts of s3fuse that are always unmounted, even when a test fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3fuse.embedded import LocalS3, clean_aws_environment, moto_server
+
+# The machine may export AWS_* (a CA bundle for other hosts, keys): tests set exactly what they rely on.
+for name in [n for n in os.environ if n.startswith("AWS_")] + ["REQUESTS_CA_BUNDLE"]:
+    os.environ.pop(name, None)
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with moto_server(log_path=str(log)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(moto: LocalS3) -> LocalS3:
+    return moto
+
+
+@pytest.fixture
+def bucket(s3_server: LocalS3) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    s3_server.client().create_bucket(Bucket=name)
+    yield name
+
+
+@dataclass
+class Mounted:
+    """A live s3fuse mount: `path` to use it, `server`/`bucket` to check it with a direct client."""
+
+    path: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    server: LocalS3
+    bucket: str
+    options: list[str] = field(default_factory=list)
+
+    def client(self) -> Any:
+        return self.server.client()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def unmount(self) -> int:
+        """Unmount and return the daemon's exit status."""
+        if os.path.ismount(self.path):
+            result = subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True, text=True)
+            if result.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+
+
+MountFactory = Callable[..., Mounted]
+
+
+def wait_mounted(path: Path, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(path):
+        if process.poll() is not None:
+            raise RuntimeError(f"s3fuse exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"s3fuse did not mount within {timeout}s:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    os.stat(path)
+
+
+@pytest.fixture
+def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str) -> Iterator[MountFactory]:
+    """mount(options..., server=, bucket=, prefix=, args=) -> Mounted; runs `s3fuse mount -f` in a child."""
+    mounts: list[Mounted] = []
+
+    def mount(*options: str, server: LocalS3 | None = None, bucket_name: str | None = None, prefix: str = "",
+              args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Mounted:
+        server = server or s3_server
+        name = bucket_name or bucket
+        index = len(mounts)
+        path = tmp_path / f"mnt{index}"
+        path.mkdir()
+        cache = tmp_path / f"cache{index}"
+        log = tmp_path / f"s3fuse{index}.log"
+        all_options = [*server.mount_options(), f"alluxio.user.client.cache.dirs={cache}",
+                       f"alluxio.tmp.dirs={tmp_path / f'staging{index}'}", *options]
+        command = [str(BIN / "s3fuse"), "mount", "-f", *args]
+        for option in all_options:
+            command += ["--option", option]
+        command += [str(path), f"s3://{name}/{prefix}"]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                       env=clean_aws_environment({"S3FUSE_CONF_DIR": str(tmp_path / "noconf"),
+                                                                  **(env or {})}))
+        mounted = Mounted(path, process, log, server, name, list(all_options))
+        mounts.append(mounted)
+        wait_mounted(path, process, log)
+        return mounted
+
+    yield mount
+    for mounted in mounts:
+        mounted.unmount()
+
+
+@pytest.fixture
+def mounted(mount_factory: MountFactory) -> Mounted:
+    return mount_factory()
