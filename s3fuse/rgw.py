@@ -10,8 +10,10 @@ Nothing in the filesystem imports this module.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -53,16 +55,27 @@ def free_base_port(attempts: int = 200) -> int:
 
 
 def run_script(*args: str, timeout: float, extra_env: Mapping[str, str] | None = None) -> str:
-    """Runs scripts/rgw; returns its stdout, or raises with the tail of its stderr (where it explains)."""
+    """Runs scripts/rgw; returns its stdout, or raises with the tail of its stderr (where it explains).
+
+    The script runs in a process group of its own, killed whole on a timeout or an interrupt: a `ceph`
+    command still running would otherwise start a daemon after the caller's stop had run. The daemons
+    themselves leave the group as they start, so only `scripts/rgw stop` ends those.
+    """
+    process = subprocess.Popen([str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=clean_aws_environment(extra_env), start_new_session=True)
     try:
-        result = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                                env=clean_aws_environment(extra_env), check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise TimeoutError(f"scripts/rgw {' '.join(args[:2])} did not finish within {timeout:.0f}s") from exc
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"scripts/rgw {' '.join(args[:2])} failed with exit {result.returncode}:\n{tail}")
-    return result.stdout
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise TimeoutError(f"scripts/rgw {' '.join(args[:2])} did not finish within {timeout:g}s") from exc
+        raise
+    if process.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"scripts/rgw {' '.join(args[:2])} failed with exit {process.returncode}:\n{tail}")
+    return stdout
 
 
 @contextlib.contextmanager
