@@ -24,9 +24,11 @@ import trio_asyncio
 from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.disk import DiskCache
 from s3fuse.config import Config
+from s3fuse.fs.handles import OpenFiles, Staging
 from s3fuse.fs.inodes import InodeTable
 from s3fuse.fs.namespace import Mount
 from s3fuse.fs.operations import Operations
+from s3fuse.fs.overlay import Overlay
 from s3fuse.s3 import acl
 from s3fuse.s3.client import S3Client, endpoint_url
 from s3fuse.s3.errors import S3Error
@@ -128,17 +130,20 @@ async def serve(request: MountRequest, notify: Notify) -> None:
             disk = DiskCache(config.cache_dirs[0], config.cache_size) if config.cache_enabled else None
             cache = BlockCache(client, config.page_size, MEMORY_BLOCKS * config.page_size, disk)
             table = InodeTable(client, mount.prefix, config.metadata_ttl, config.metadata_max_size)
-            operations = Operations(mount, table, cache)
+            overlay = Overlay(os.path.join(config.cache_dirs[0], "overlay", f"{config.bucket}.sqlite"))
+            files = OpenFiles(client, cache, config, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")))
+            operations = Operations(mount, table, cache, files, overlay)
             pyfuse3.init(operations, request.mountpoint, fuse_options(request, mount))
             try:
                 async with trio.open_nursery() as nursery:
-                    cache.nursery = nursery
+                    cache.nursery = files.nursery = nursery
                     nursery.start_soon(watch_signals)
                     nursery.start_soon(report_ready, request.mountpoint, notify)
                     await pyfuse3.main()
                     nursery.cancel_scope.cancel()
             finally:
                 pyfuse3.close(unmount=True)
+                overlay.close()
                 if disk is not None:
                     disk.close()
         finally:

@@ -1,43 +1,327 @@
-"""Open files. A read handle pins the object version (key, ETag, size) it was opened on, so a reader never
-mixes bytes of two versions, and feeds its prefetcher."""
+"""Open files. Every handle of one inode shares one OpenFile, so a write through one handle is read back
+through another before close. An OpenFile starts clean (reads come from the block cache, pinned to the ETag
+it was opened on); the first write either streams (sequential writes, streaming mode) or stages the file
+locally, fetching the object's bytes only when a write needs them. `commit()` makes S3 hold exactly these
+bytes; a failed commit keeps them in the recovery folder and says where.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
+import mimetypes
+import os
+import re
+import tempfile
+import time
 from dataclasses import dataclass, field
+
+import trio
 
 from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.prefetch import Prefetcher
+from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode
+from s3fuse.parallel import bounded_map
+from s3fuse.s3.client import S3Client
+from s3fuse.upload.staged import remove_quietly, upload_file
+from s3fuse.upload.streaming import StreamingUpload
+
+log = logging.getLogger(__name__)
+
+
+def content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def pwrite_at(path: str, offset: int, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def pread_at(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
 
 
 @dataclass
-class ReadHandle:
+class Staging:
+    """Where staged files live (`alluxio.tmp.dirs`) and where failed uploads are kept."""
+
+    directory: str
+
+    def __post_init__(self) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        os.makedirs(self.recovery_dir, mode=0o700, exist_ok=True)
+
+    @property
+    def recovery_dir(self) -> str:
+        return os.path.join(os.path.dirname(self.directory.rstrip("/")) or "/", "s3fuse-recovery")
+
+    def new_file(self) -> str:
+        handle, path = tempfile.mkstemp(prefix="stage-", dir=self.directory)
+        os.close(handle)
+        return path
+
+    def keep(self, path: str, bucket: str, key: str) -> str:
+        """Move a staged file that could not be uploaded into the recovery folder; its new path."""
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{bucket}/{key}")[-150:]
+        target = os.path.join(self.recovery_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{safe}")
+        os.replace(path, target)
+        return target
+
+
+@dataclass
+class OpenFile:
     inode: Inode
     key: str
-    etag: str
+    client: S3Client
+    cache: BlockCache
+    config: Config
+    staging: Staging
+    nursery: trio.Nursery | None
+    base_etag: str  # the S3 version this file's clean bytes come from ("" for a new file)
     size: int
+    stage: str | None = None  # a local file holding every byte, once a write needed it
+    dirty: bool = False
+    streaming: StreamingUpload | None = None
+    handles: int = 0
+    unlinked: bool = False
+    recovered: str | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+    # -- staging ---------------------------------------------------------------------------------------------
+
+    async def ensure_stage(self, keep_bytes: int | None = None) -> str:
+        """The local copy; only the first `keep_bytes` of the object are fetched (all when None)."""
+        if self.streaming is not None:
+            await self.stop_streaming()
+        if self.stage is None:
+            path = self.staging.new_file()
+            wanted = min(self.size, self.size if keep_bytes is None else keep_bytes)
+            if wanted and self.base_etag:
+                await self._download(path, wanted)
+            self.stage = path
+        return self.stage
+
+    async def _download(self, path: str, length: int) -> None:
+        block = self.cache.block_size
+
+        async def fetch(number: int) -> None:
+            data = await self.cache.block(self.key, self.base_etag, self.size, number)
+            await trio.to_thread.run_sync(pwrite_at, path, number * block, data[:max(0, length - number * block)])
+
+        await bounded_map(fetch, range(-(-length // block)), max(1, self.config.threads // 4))
+        await trio.to_thread.run_sync(os.truncate, path, length)
+
+    async def stop_streaming(self) -> None:
+        """A write the stream cannot take (not at its end), or a read of streamed bytes: continue staged.
+        Before any part left, the one local partition becomes the stage; after, the upload is completed and
+        the object fetched back (it is briefly visible with the bytes written so far)."""
+        stream, self.streaming = self.streaming, None
+        assert stream is not None
+        if not stream.started():
+            self.stage = stream.take_local() or self.staging.new_file()
+            return
+        log.info("%s: non-sequential access during a streaming upload: completing it and staging locally", self.key)
+        self.base_etag = await stream.finish()
+        self.stage = None
+        self.stage = await self.ensure_stage()
+
+    # -- data ------------------------------------------------------------------------------------------------
+
+    async def read(self, offset: int, length: int, prefetcher: Prefetcher) -> bytes:
+        if self.streaming is not None:
+            await self.stop_streaming()
+        if self.stage is not None:
+            end = min(self.size, offset + length)
+            return await trio.to_thread.run_sync(pread_at, self.stage, offset, max(0, end - offset))
+        data = await self.cache.read(self.key, self.base_etag, self.size, offset, length)
+        ahead = prefetcher.advise(offset, len(data))
+        if ahead:
+            self.cache.prefetch(self.key, self.base_etag, self.size, ahead)
+        return data
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if self.streaming is None and self.stage is None and not self.dirty and self.size == 0 \
+                and self.config.streaming_upload and self.nursery is not None and not self.unlinked:
+            self.streaming = self._new_stream()
+        if self.streaming is not None and self.streaming.accepts(offset):
+            await self.streaming.write(data)
+        else:
+            # bytes of the object are needed only up to where this write starts
+            stage = await self.ensure_stage(keep_bytes=None if offset + len(data) < self.size else offset)
+            await trio.to_thread.run_sync(pwrite_at, stage, offset, data)
+        self.size = max(self.size, offset + len(data))
+        self.touch()
+        return len(data)
+
+    def _new_stream(self) -> StreamingUpload:
+        assert self.nursery is not None
+        in_flight = max(2, min(self.config.upload_threads, (256 << 20) // max(1, self.config.partition_size)))
+        return StreamingUpload(self.client, self.key, self.config.partition_size, self.staging.directory,
+                               self.nursery, in_flight)
+
+    async def truncate(self, length: int) -> None:
+        if length != self.size or self.streaming is not None:
+            stage = await self.ensure_stage(keep_bytes=length)
+            await trio.to_thread.run_sync(os.truncate, stage, length)
+            self.size = length
+        self.touch()
+
+    def touch(self) -> None:
+        self.dirty = True
+        self.inode.size = self.size
+        self.inode.mtime_ns = time.time_ns()
+        self.inode.expires = float("inf")  # S3 knows less than we do until the upload
+
+    # -- durability ------------------------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """Make S3 hold exactly this file's bytes (nothing to do when clean or unlinked)."""
+        if self.unlinked or not self.dirty:
+            return
+        try:
+            if self.streaming is not None:
+                etag = await self.streaming.finish()
+                self.streaming = None
+                self.stage = None
+            else:
+                stage = await self.ensure_stage()
+                etag = await upload_file(self.client, self.key, stage, self.size,
+                                         threshold=self.config.multipart_threshold,
+                                         part_size=self.config.partition_size, content_type=content_type(self.key))
+        except OSError as exc:
+            await self._keep_for_recovery(exc)
+            raise OSError(errno.EIO, f"upload of {self.key} failed: {exc}") from exc
+        self.dirty = False
+        self.base_etag = etag
+        self.inode.etag = etag
+        self.inode.size = self.size
+
+    async def _keep_for_recovery(self, exc: OSError) -> None:
+        if self.streaming is not None:
+            stream, self.streaming = self.streaming, None
+            with trio.CancelScope(shield=True):
+                await stream.abort()
+            log.error("upload of s3://%s/%s failed (%s): the multipart upload was aborted; the bytes already "
+                      "sent in parts are lost with it, the file must be written again", self.client.bucket,
+                      self.key, exc)
+            self.dirty = False
+            return
+        if self.stage is None:
+            return
+        copy = self.staging.new_file()
+        await trio.to_thread.run_sync(copy_file, self.stage, copy)
+        self.recovered = self.staging.keep(copy, self.client.bucket, self.key)
+        log.error("upload of s3://%s/%s failed (%s): its %d bytes are kept in %s (re-upload it, or retry the "
+                  "close after fixing the cause)", self.client.bucket, self.key, exc, self.size, self.recovered)
+
+    async def discard(self) -> None:
+        """Last handle closed: drop local bytes (uploaded, or kept in the recovery folder already)."""
+        if self.streaming is not None:
+            stream, self.streaming = self.streaming, None
+            await stream.abort()
+        if self.stage is not None:
+            if self.dirty and not self.unlinked and self.recovered is None:
+                self.recovered = self.staging.keep(self.stage, self.client.bucket, self.key)
+                log.error("s3://%s/%s was closed without a successful upload: its bytes are kept in %s",
+                          self.client.bucket, self.key, self.recovered)
+            else:
+                remove_quietly(self.stage)
+            self.stage = None
+
+
+def copy_file(source: str, target: str) -> None:
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while chunk := reader.read(8 << 20):
+            writer.write(chunk)
+
+
+@dataclass
+class FileHandle:
+    """One open(): its flags and its own sequential-read detector over the shared OpenFile."""
+
+    file: OpenFile
+    writable: bool
+    append: bool
     prefetcher: Prefetcher
 
-    async def read(self, cache: BlockCache, offset: int, length: int) -> bytes:
-        data = await cache.read(self.key, self.etag, self.size, offset, length)
-        ahead = self.prefetcher.advise(offset, len(data))
-        if ahead:
-            cache.prefetch(self.key, self.etag, self.size, ahead)
-        return data
+
+@dataclass
+class DirHandle:
+    directory: Inode
+    names: list[tuple[str, bool]]
 
 
 @dataclass
 class HandleTable:
     """File handle numbers for open files and directories."""
 
-    handles: dict[int, object] = field(default_factory=dict)
+    handles: dict[int, FileHandle | DirHandle] = field(default_factory=dict)
     next_fh: int = 1
 
-    def add(self, handle: object) -> int:
+    def add(self, handle: FileHandle | DirHandle) -> int:
         fh = self.next_fh
         self.next_fh += 1
         self.handles[fh] = handle
         return fh
 
-    def pop(self, fh: int) -> object:
+    def file(self, fh: int) -> FileHandle:
+        handle = self.handles.get(fh)
+        if not isinstance(handle, FileHandle):
+            raise OSError(errno.EBADF, f"file handle {fh}")
+        return handle
+
+    def directory(self, fh: int) -> DirHandle:
+        handle = self.handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            raise OSError(errno.EBADF, f"directory handle {fh}")
+        return handle
+
+    def pop(self, fh: int) -> FileHandle | DirHandle:
         return self.handles.pop(fh)
+
+
+@dataclass
+class OpenFiles:
+    """The OpenFile of each inode with open handles; the last release commits what is left and drops it."""
+
+    client: S3Client
+    cache: BlockCache
+    config: Config
+    staging: Staging
+    nursery: trio.Nursery | None = None
+    files: dict[int, OpenFile] = field(default_factory=dict)
+
+    def get(self, ino: int) -> OpenFile | None:
+        return self.files.get(ino)
+
+    def open(self, inode: Inode, key: str, new: bool = False) -> OpenFile:
+        file = self.files.get(inode.ino)
+        if file is None:
+            file = OpenFile(inode, key, self.client, self.cache, self.config, self.staging, self.nursery,
+                            base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new)
+            self.files[inode.ino] = file
+        file.handles += 1
+        return file
+
+    async def close(self, file: OpenFile) -> None:
+        """One handle fewer; after the last, upload what no flush did (errors can only be logged here)."""
+        file.handles -= 1
+        if file.handles > 0:
+            return
+        async with file.lock:
+            try:
+                await file.commit()
+            except OSError:
+                pass  # commit logged it and kept the bytes
+            finally:
+                await file.discard()
+                self.files.pop(file.inode.ino, None)

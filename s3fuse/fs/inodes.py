@@ -13,7 +13,7 @@ import logging
 import stat
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem
@@ -37,15 +37,19 @@ class Inode:
     mtime_ns: int = 0
     expires: float = 0.0
     lookups: int = 0
-    link_target: str = ""  # non-empty for a symlink
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] | None = None  # user metadata from a HEAD; None until one was made
     content_type: str = ""
+    page_cache_etag: str = ""  # the version the kernel's page cache holds, for keep_cache
 
     @property
     def kind(self) -> int:
+        """File type from S3: a directory, an s3fs-style symlink (x-amz-meta-mode), or a regular file."""
         if self.is_dir:
             return stat.S_IFDIR
-        return stat.S_IFLNK if self.link_target else stat.S_IFREG
+        mode = (self.metadata or {}).get("mode", "")
+        if mode.isdigit() and stat.S_ISLNK(int(mode)):
+            return stat.S_IFLNK
+        return stat.S_IFREG
 
 
 @dataclass
@@ -136,7 +140,7 @@ class InodeTable:
                 inode.metadata = dict(entry.metadata)
                 inode.content_type = entry.content_type
             elif changed:
-                inode.metadata = {}
+                inode.metadata = None
         elif entry is not None and entry.mtime != EPOCH:  # a "dir/" marker carries a time
             inode.mtime_ns = ns(entry.mtime)
         return inode
@@ -243,6 +247,13 @@ class InodeTable:
         self.negative[path] = self.now() + self.ttl
         raise OSError(errno.ENOENT, path)
 
+    async def details(self, inode: Inode) -> Inode:
+        """An inode with the object's user metadata and content type (one HEAD when the listing had none)."""
+        if inode.is_dir or inode.metadata is not None:
+            return inode
+        inode.expires = 0.0
+        return await self.refresh(inode)
+
     async def refresh(self, inode: Inode) -> Inode:
         """Attributes that are at most one TTL old; a file gone from S3 is ENOENT."""
         if inode.expires >= self.now() or inode.ino == ROOT_INO:
@@ -255,6 +266,55 @@ class InodeTable:
             self.forget_path(inode.path)
             raise OSError(errno.ENOENT, inode.path)
         return self.remember(inode.path, info, False)
+
+    # -- our own changes -------------------------------------------------------------------------------------
+
+    def created(self, path: str, is_dir: bool) -> Inode:
+        """A file or directory we just made: known at once, in its parent's listing too."""
+        inode = self.remember(path, None, is_dir)
+        inode.size, inode.etag, inode.mtime_ns = 0, "", time.time_ns()
+        self.added(path, Entry(path.rpartition("/")[2], is_dir, mtime=datetime.now().astimezone()))
+        if is_dir:
+            self.listings[path] = Listing({}, self.now() + self.ttl)
+        return inode
+
+    def removed(self, path: str) -> None:
+        """`path` is gone. Its inode lives on, detached, while the kernel or a handle still holds it."""
+        self.forget_path(path)
+        self.listings.pop(path, None)
+        inode = self.known(path)
+        if inode is None:
+            return
+        del self.by_path[path]
+        inode.path = f"\0removed/{inode.ino}"  # never a real path: lookups cannot find it again
+        if inode.lookups == 0 and not self.pinned.get(inode.ino):
+            self.by_ino.pop(inode.ino, None)
+
+    def moved(self, old: str, new: str) -> None:
+        """A rename: the inode (and every known inode below a directory) keeps its number under the new path."""
+        if self.known(new) is not None:
+            self.removed(new)
+        inode = self.known(old)
+        entry = self.cached_entry(old)
+        self.forget_path(old)
+        if inode is not None:
+            entry = entry or Entry(new.rpartition("/")[2], inode.is_dir, inode.size, inode.etag)
+        if entry is not None:
+            self.added(new, Entry(new.rpartition("/")[2], entry.is_dir, entry.size, entry.etag, entry.mtime))
+        below = old + "/"
+        for moving in [self.by_ino[i] for p, i in self.by_path.items() if p == old or p.startswith(below)]:
+            del self.by_path[moving.path]
+            moving.path = new + moving.path[len(old):]
+            self.by_path[moving.path] = moving.ino
+        for listed in [p for p in self.listings if p == old or p.startswith(below)]:
+            del self.listings[listed]
+
+    def cached_entry(self, path: str) -> Entry | None:
+        listing = self.listings.get(parent_of(path))
+        return listing.entries.get(path.rpartition("/")[2]) if listing is not None else None
+
+    def invalidate_listing(self, path: str) -> None:
+        self.listings.pop(path, None)
 
     # -- invalidation after our own changes ------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The pyfuse3 Operations class: the one translation layer between kernel requests and the layers below.
 
 It validates, translates names and attributes, and maps every failure to an errno (OSError from the layers,
-S3Error from s3/ via its one table). It makes no S3 call itself.
+S3Error from s3/ via its one table). It makes no S3 call itself: reads and writes go through handles.py,
+namespace changes through changes.py, attributes through the inode table and the overlay.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ import errno
 import functools
 import logging
 import os
+import stat
+import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
 from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.prefetch import Prefetcher
-from s3fuse.fs.handles import HandleTable, ReadHandle
-from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, join
+from s3fuse.fs import changes
+from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFiles
+from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, join, parent_of
+from s3fuse.fs.listing import name_problem
 from s3fuse.fs.namespace import Mount
+from s3fuse.fs.overlay import Meta, Overlay
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 PREFETCH_BYTES = 64 << 20
+S3_XATTR = "user.s3."
+SYMLINK_MODE = stat.S_IFLNK | 0o777
 
 
 def errno_boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -50,53 +57,84 @@ def errno_boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, 
 
 
 def decode(name: bytes) -> str:
+    """A kernel name as an S3 key segment: UTF-8, at most 255 bytes, not "." or ".."."""
     try:
-        return name.decode("utf-8")
+        text = name.decode("utf-8")
     except UnicodeDecodeError:
         raise OSError(errno.EINVAL, "S3 keys are UTF-8: this name is not") from None
-
-
-@dataclass
-class DirHandle:
-    directory: Inode
-    names: list[tuple[str, bool]]
+    problem = name_problem(text)
+    if problem:
+        raise OSError(errno.ENAMETOOLONG if "longer" in problem else errno.EINVAL, problem)
+    return text
 
 
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
 
-    def __init__(self, mount: Mount, table: InodeTable, cache: BlockCache) -> None:
+    def __init__(self, mount: Mount, table: InodeTable, cache: BlockCache, files: OpenFiles,
+                 overlay: Overlay) -> None:
         super().__init__()
         self.mount = mount
+        self.client = mount.client
         self.table = table
         self.cache = cache
+        self.files = files
+        self.overlay = overlay
         self.handles = HandleTable()
 
     # -- attributes ------------------------------------------------------------------------------------------
 
+    def meta(self, inode: Inode) -> Meta | None:
+        return self.overlay.get(self.table.key(inode.path)) if inode.ino in self.table.by_ino else None
+
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        attrs = pyfuse3.EntryAttributes()
+        meta = self.meta(inode) or Meta()
         identity = self.mount.identity
+        kind = stat.S_IFMT(meta.mode) if meta.mode is not None else inode.kind
+        attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = inode.ino
         attrs.generation = 0
         attrs.entry_timeout = self.table.ttl
         attrs.attr_timeout = self.table.ttl
-        attrs.st_mode = inode.kind | identity.mode
+        permissions = stat.S_IMODE(meta.mode) if meta.mode is not None else identity.mode
+        if kind == stat.S_IFLNK:
+            permissions = 0o777
+        attrs.st_mode = kind | permissions
         attrs.st_nlink = 2 if inode.is_dir else 1
-        attrs.st_uid = identity.uid
-        attrs.st_gid = identity.gid
+        attrs.st_uid = identity.uid if meta.uid is None else meta.uid
+        attrs.st_gid = identity.gid if meta.gid is None else meta.gid
         attrs.st_rdev = 0
         attrs.st_size = 0 if inode.is_dir else inode.size
-        attrs.st_blksize = self.cache.block_size
+        attrs.st_blksize = 1 << 20
         attrs.st_blocks = (attrs.st_size + 511) // 512
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
+        current = meta.etag is None or meta.etag == inode.etag  # times set for this version of the object
+        mtime = meta.mtime if current and meta.mtime is not None else inode.mtime_ns
+        attrs.st_mtime_ns = mtime
+        attrs.st_atime_ns = meta.atime if current and meta.atime is not None else mtime
+        attrs.st_ctime_ns = meta.ctime if current and meta.ctime is not None else mtime
         return attrs
 
     def entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
-        """Attributes handed to the kernel with a new reference (lookup, readdir, create...)."""
+        """Attributes handed to the kernel with a new reference (lookup, create, mkdir, symlink)."""
         inode.lookups += 1
         return self.attributes(inode)
+
+    def changed(self, inode: Inode, **times: int) -> None:
+        """Record a metadata change time (and other times) in the overlay."""
+        now = time.time_ns()
+        self.overlay.update(self.table.key(inode.path), ctime=now, etag=inode.etag,
+                            **{name: (now if value < 0 else value) for name, value in times.items()})
+
+    def dir_changed(self, path: str) -> None:
+        """A directory's entries changed: its mtime and ctime move (POSIX)."""
+        parent = self.table.known(path)
+        if parent is not None:
+            self.changed(parent, mtime=-1)
+
+    def writable(self) -> None:
+        if self.mount.readonly:
+            raise OSError(errno.EROFS, "read-only mount")
 
     # -- metadata --------------------------------------------------------------------------------------------
 
@@ -107,12 +145,57 @@ class Operations(pyfuse3.Operations):
         if name == b".":
             return self.entry(parent)
         if name == b"..":
-            return self.entry(self.table.known(parent.path.rpartition("/")[0]) or self.table.get(ROOT_INO))
+            return self.entry(self.table.known(parent_of(parent.path)) or self.table.get(ROOT_INO))
         return self.entry(await self.table.lookup(parent, decode(name)))
 
     @errno_boundary
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self.attributes(await self.table.refresh(self.table.get(inode)))
+        node = self.table.get(inode)
+        if self.files.get(inode) is None:
+            node = await self.table.refresh(node)
+        return self.attributes(node)
+
+    @errno_boundary
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self.writable()
+        node = self.table.get(inode)
+        if fields.update_size:
+            await self.truncate(node, attr.st_size, fh)
+        meta = self.meta(node) or Meta()
+        changes_: dict[str, int] = {}
+        if fields.update_mode:
+            kind = stat.S_IFMT(meta.mode) if meta.mode is not None else node.kind
+            changes_["mode"] = kind | stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            changes_["uid"] = attr.st_uid
+        if fields.update_gid:
+            changes_["gid"] = attr.st_gid
+        if fields.update_atime:
+            changes_["atime"] = attr.st_atime_ns
+        if fields.update_mtime:
+            changes_["mtime"] = attr.st_mtime_ns
+        if fields.update_ctime:
+            changes_["ctime"] = attr.st_ctime_ns
+        if changes_ or fields.update_size:
+            self.changed(node, **changes_)
+        return self.attributes(node)
+
+    async def truncate(self, node: Inode, size: int, fh: int | None) -> None:
+        if node.is_dir:
+            raise OSError(errno.EISDIR, node.path)
+        file = self.files.get(node.ino)
+        if file is not None:
+            async with file.lock:
+                await file.truncate(size)
+            return
+        file = self.files.open(node, self.table.key(node.path))  # no handle: truncate and upload now
+        try:
+            async with file.lock:
+                await file.truncate(size)
+                await file.commit()
+        finally:
+            await self.files.close(file)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -127,6 +210,13 @@ class Operations(pyfuse3.Operations):
         stats.f_namemax = 255
         return stats
 
+    @errno_boundary
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        """Permissions are the kernel's (default_permissions); only EROFS is ours to say."""
+        if mode & os.W_OK:
+            self.writable()
+        return True
+
     # -- directories -----------------------------------------------------------------------------------------
 
     @errno_boundary
@@ -140,8 +230,7 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        handle = self.handles.handles[fh]
-        assert isinstance(handle, DirHandle)
+        handle = self.handles.directory(fh)
         for index in range(start_id, len(handle.names)):
             name, is_dir = handle.names[index]
             path = join(handle.directory.path, name)
@@ -154,6 +243,41 @@ class Operations(pyfuse3.Operations):
     async def releasedir(self, fh: int) -> None:
         self.handles.pop(fh)
 
+    @errno_boundary
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+                    ) -> pyfuse3.EntryAttributes:
+        self.writable()
+        parent = self.table.get(parent_inode)
+        path = join(parent.path, decode(name))
+        await self.must_not_exist(parent, path)
+        await changes.make_marker(self.client, self.table.dir_prefix(path))
+        inode = self.table.created(path, is_dir=True)
+        self.changed(inode, mode=stat.S_IFDIR | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.dir_changed(parent.path)
+        return self.entry(inode)
+
+    async def must_not_exist(self, parent: Inode, path: str) -> None:
+        try:
+            await self.table.lookup(parent, path.rpartition("/")[2])
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return
+            raise
+        raise OSError(errno.EEXIST, path)
+
+    @errno_boundary
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.writable()
+        parent = self.table.get(parent_inode)
+        inode = await self.table.lookup(parent, decode(name))
+        if not inode.is_dir:
+            raise OSError(errno.ENOTDIR, inode.path)
+        await changes.remove_dir(self.client, self.table.dir_prefix(inode.path))
+        self.overlay.delete(self.table.key(inode.path))
+        self.table.removed(inode.path)
+        await changes.keep_parent(self.client, self.table.dir_prefix(parent.path))
+        self.dir_changed(parent.path)
+
     # -- files -----------------------------------------------------------------------------------------------
 
     @errno_boundary
@@ -161,31 +285,250 @@ class Operations(pyfuse3.Operations):
         node = self.table.get(inode)
         if node.is_dir:
             raise OSError(errno.EISDIR, node.path)
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND) and self.mount.readonly:
-            raise OSError(errno.EROFS, node.path)
-        if flags & (os.O_WRONLY | os.O_RDWR):
-            raise OSError(errno.EROFS, "writes are not supported yet")
-        node = await self.table.refresh(node)
-        handle = ReadHandle(node, self.table.key(node.path), node.etag, node.size,
-                            Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+        writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
+        if writable or flags & os.O_TRUNC:
+            self.writable()
+        if self.files.get(inode) is None:
+            node = await self.table.refresh(node)
+        file = self.files.open(node, self.table.key(node.path))
+        if flags & os.O_TRUNC and writable:
+            async with file.lock:
+                await file.truncate(0)
+            self.changed(node, mtime=-1)
+        keep_cache = node.page_cache_etag == node.etag and not file.dirty
+        node.page_cache_etag = node.etag
         self.table.pin(node.ino)
-        return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=False)
+        handle = FileHandle(file, writable, bool(flags & os.O_APPEND),
+                            Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+        return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
+
+    @errno_boundary
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self.writable()
+        parent = self.table.get(parent_inode)
+        path = join(parent.path, decode(name))
+        await self.must_not_exist(parent, path)
+        inode = self.table.created(path, is_dir=False)
+        file = self.files.open(inode, self.table.key(path), new=True)
+        self.changed(inode, mode=stat.S_IFREG | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.dir_changed(parent.path)
+        self.table.pin(inode.ino)
+        handle = FileHandle(file, True, bool(flags & os.O_APPEND), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+        return pyfuse3.FileInfo(fh=self.handles.add(handle)), self.entry(inode)
+
+    @errno_boundary
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+                    ) -> pyfuse3.EntryAttributes:
+        """Regular files only: S3 cannot hold FIFOs, sockets or device nodes."""
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EPERM, "S3 cannot hold special files")
+        info, attrs = await self.create(parent_inode, name, mode, os.O_WRONLY, ctx)
+        await self.release(info.fh)
+        return attrs
 
     @errno_boundary
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        handle = self.handles.handles[fh]
-        assert isinstance(handle, ReadHandle)
-        return await handle.read(self.cache, off, size)
+        handle = self.handles.file(fh)
+        file = handle.file
+        if file.stage is None and file.streaming is None:
+            return await file.read(off, size, handle.prefetcher)  # clean: no lock, readers run in parallel
+        async with file.lock:
+            return await file.read(off, size, handle.prefetcher)
+
+    @errno_boundary
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self.handles.file(fh)
+        if not handle.writable:
+            raise OSError(errno.EBADF, "not open for writing")
+        file = handle.file
+        async with file.lock:
+            return await file.write(file.size if handle.append else off, buf)
+
+    @errno_boundary
+    async def flush(self, fh: int) -> None:
+        """close(): the bytes are in S3 when it returns 0; a failed upload is EIO, with the bytes kept."""
+        handle = self.handles.file(fh)
+        if handle.writable:
+            await self.commit(handle)
+
+    @errno_boundary
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.commit(self.handles.file(fh))
+
+    async def commit(self, handle: FileHandle) -> None:
+        file = handle.file
+        async with file.lock:
+            await file.commit()
 
     @errno_boundary
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
-        assert isinstance(handle, ReadHandle)
-        self.table.unpin(handle.inode.ino)
+        assert isinstance(handle, FileHandle)
+        await self.files.close(handle.file)
+        self.table.unpin(handle.file.inode.ino)
+        handle.file.inode.expires = self.table.now() + self.table.ttl
+
+    # -- namespace -------------------------------------------------------------------------------------------
 
     @errno_boundary
-    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
-        """Permissions are the kernel's (default_permissions); only EROFS is ours to say."""
-        if mode & os.W_OK and self.mount.readonly:
-            raise OSError(errno.EROFS, "read-only mount")
-        return True
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.writable()
+        parent = self.table.get(parent_inode)
+        inode = await self.table.lookup(parent, decode(name))
+        if inode.is_dir:
+            raise OSError(errno.EISDIR, inode.path)
+        file = self.files.get(inode.ino)
+        if file is not None:  # still open: keep its bytes locally, it lives on through its handles
+            async with file.lock:
+                await file.ensure_stage()
+                file.unlinked = True
+        if file is None or file.base_etag:
+            await self.client.delete(self.table.key(inode.path))
+        self.overlay.delete(self.table.key(inode.path))
+        self.table.removed(inode.path)
+        self.cache.drop(self.table.key(inode.path))
+        await changes.keep_parent(self.client, self.table.dir_prefix(parent.path))
+        self.dir_changed(parent.path)
+
+    @errno_boundary
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        self.writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, "RENAME_EXCHANGE cannot be atomic on S3")
+        old_parent, new_parent = self.table.get(parent_inode_old), self.table.get(parent_inode_new)
+        source = await self.table.lookup(old_parent, decode(name_old))
+        new_path = join(new_parent.path, decode(name_new))
+        if new_path == source.path:
+            return
+        if source.is_dir and (new_path + "/").startswith(source.path + "/"):
+            raise OSError(errno.EINVAL, "cannot move a directory into itself")
+        target = await self.existing(new_parent, name_new)
+        if target is not None:
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                raise OSError(errno.EEXIST, new_path)
+            if source.is_dir and not target.is_dir:
+                raise OSError(errno.ENOTDIR, new_path)
+            if target.is_dir and not source.is_dir:
+                raise OSError(errno.EISDIR, new_path)
+            if target.is_dir:
+                await changes.remove_dir(self.client, self.table.dir_prefix(target.path))
+        old_key, new_key = self.table.key(source.path), self.table.key(new_path)
+        if source.is_dir:
+            await changes.rename_dir(self.client, self.mount.config, self.table.dir_prefix(source.path),
+                                     self.table.dir_prefix(new_path))
+        else:
+            await self.rename_file(source, new_key)
+        self.overlay.rename(old_key, new_key)
+        self.cache.drop(old_key)
+        self.table.moved(source.path, new_path)
+        await changes.keep_parent(self.client, self.table.dir_prefix(old_parent.path))
+        self.changed(source)
+        self.dir_changed(old_parent.path)
+        self.dir_changed(new_parent.path)
+
+    async def existing(self, parent: Inode, name: bytes) -> Inode | None:
+        try:
+            return await self.table.lookup(parent, decode(name))
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    async def rename_file(self, source: Inode, new_key: str) -> None:
+        """An open file moves with its handles: pending bytes are uploaded first, later ones go to the new key."""
+        file = self.files.get(source.ino)
+        if file is not None:
+            async with file.lock:
+                await file.commit()
+                file.key = new_key
+        await changes.rename_file(self.client, self.mount.config, self.table.key(source.path), new_key, source.size)
+
+    # -- symlinks and links ----------------------------------------------------------------------------------
+
+    @errno_boundary
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+                      ) -> pyfuse3.EntryAttributes:
+        """Stored the s3fs way: the body is the target, x-amz-meta-mode carries S_IFLNK."""
+        self.writable()
+        parent = self.table.get(parent_inode)
+        path = join(parent.path, decode(name))
+        await self.must_not_exist(parent, path)
+        metadata = {"mode": str(SYMLINK_MODE)}
+        etag = await self.client.put(self.table.key(path), target, metadata)
+        inode = self.table.created(path, is_dir=False)
+        inode.size, inode.etag, inode.metadata = len(target), etag, metadata
+        self.changed(inode, mode=SYMLINK_MODE, uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.dir_changed(parent.path)
+        return self.entry(inode)
+
+    @errno_boundary
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.table.get(inode)
+        return await self.cache.read(self.table.key(node.path), node.etag, node.size, 0, node.size)
+
+    @errno_boundary
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+                   ) -> pyfuse3.EntryAttributes:
+        raise OSError(errno.EPERM, "S3 has no hard links")
+
+    # -- extended attributes ---------------------------------------------------------------------------------
+
+    async def s3_xattrs(self, node: Inode) -> dict[str, bytes]:
+        """user.s3.* from the object itself (one HEAD when the listing had no metadata)."""
+        if node.is_dir:
+            return {}
+        file = self.files.get(node.ino)
+        if file is None or not file.dirty:  # a dirty file's S3 metadata is about to be replaced anyway
+            node = await self.table.details(node)
+        found = {f"{S3_XATTR}etag": node.etag.encode()}
+        if node.content_type:
+            found[f"{S3_XATTR}content_type"] = node.content_type.encode()
+        for name, value in (node.metadata or {}).items():
+            found[f"{S3_XATTR}meta.{name}"] = value.encode()
+        return found
+
+    @errno_boundary
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.table.get(inode)
+        text = name.decode("utf-8", "surrogateescape")
+        if not text.startswith("user."):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.overlay.xattrs(
+            self.table.key(node.path))
+        if text not in values:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return values[text]
+
+    @errno_boundary
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        node = self.table.get(inode)
+        names = [*(await self.s3_xattrs(node)), *self.overlay.xattrs(self.table.key(node.path))]
+        return [name.encode("utf-8", "surrogateescape") for name in names]
+
+    @errno_boundary
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.writable()
+        node = self.table.get(inode)
+        text = self.user_xattr(name)
+        self.overlay.set_xattr(self.table.key(node.path), text, value)
+        self.changed(node)
+
+    @errno_boundary
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.writable()
+        node = self.table.get(inode)
+        if not self.overlay.remove_xattr(self.table.key(node.path), self.user_xattr(name)):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        self.changed(node)
+
+    @staticmethod
+    def user_xattr(name: bytes) -> str:
+        """A name we may change: user.* but not the read-only user.s3.* view of the object."""
+        text = name.decode("utf-8", "surrogateescape")
+        if text.startswith(S3_XATTR):
+            raise OSError(errno.EPERM, "user.s3.* attributes come from the object and are read-only")
+        if not text.startswith("user.") or len(name) > 255:
+            raise OSError(errno.ENOTSUP, "only user.* extended attributes are kept")
+        return text

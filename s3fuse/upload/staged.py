@@ -1,0 +1,88 @@
+"""Upload a staged local file: one PUT when small, parallel multipart when large. Nothing is visible under the
+key until the upload has completed; a failed multipart upload is aborted."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+
+import trio
+
+from s3fuse.parallel import bounded_map
+from s3fuse.s3.client import S3Client
+
+log = logging.getLogger(__name__)
+
+MIN_PART = 5 << 20
+MAX_PARTS = 10_000
+
+
+def part_size_for(size: int, preferred: int) -> int:
+    """At least 5 MiB, and large enough that the object fits in 10,000 parts."""
+    needed = -(-size // MAX_PARTS)
+    return max(MIN_PART, preferred, needed)
+
+
+def remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def read_range(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as handle:
+        return os.pread(handle.fileno(), length, offset)
+
+
+async def upload_file(client: S3Client, key: str, path: str, size: int, *, threshold: int, part_size: int,
+                      metadata: Mapping[str, str] | None = None, content_type: str = "") -> str:
+    """The new object's ETag."""
+    if size < max(threshold, MIN_PART):
+        data = await trio.to_thread.run_sync(read_range, path, 0, size)
+        return await client.put(key, data, metadata, content_type)
+    part = part_size_for(size, part_size)
+    upload_id = await client.create_multipart(key, metadata, content_type)
+    try:
+        async def send(number: int) -> str:
+            offset = (number - 1) * part
+            data = await trio.to_thread.run_sync(read_range, path, offset, min(part, size - offset))
+            return await client.upload_part(key, upload_id, number, data)
+
+        numbers = range(1, -(-size // part) + 1)
+        etags = await bounded_map(send, numbers, client.config.upload_threads)
+        return await client.complete_multipart(key, upload_id, etags)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await abort_quietly(client, key, upload_id)
+        raise
+
+
+async def abort_quietly(client: S3Client, key: str, upload_id: str) -> None:
+    """Abort after a failure; if even that fails, the cleanup of stale uploads will get it."""
+    try:
+        await client.abort_multipart(key, upload_id)
+    except OSError as exc:
+        log.warning("could not abort multipart upload %s of %s (%s): `s3fuse cleanup` removes it later",
+                    upload_id, key, exc)
+
+
+async def copy_object(client: S3Client, source: str, target: str, size: int, part_size: int,
+                      threads: int) -> None:
+    """Server-side copy; objects over 5 GiB are copied part by part (UploadPartCopy)."""
+    if size <= 5 << 30:
+        await client.copy(source, target)
+        return
+    part = part_size_for(size, max(part_size, 512 << 20))
+    upload_id = await client.create_multipart(target)
+    try:
+        async def copy_part(number: int) -> str:
+            start = (number - 1) * part
+            return await client.copy_part(source, target, upload_id, number, start, min(size, start + part))
+
+        etags = await bounded_map(copy_part, range(1, -(-size // part) + 1), threads)
+        await client.complete_multipart(target, upload_id, etags)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await abort_quietly(client, target, upload_id)
+        raise
