@@ -91,8 +91,9 @@ def new_pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-def pump(src: socket.socket, dst: socket.socket, pipe: tuple[int, int], limit: int | None) -> int:
-    """Move `limit` bytes (None: until EOF) from src to dst through the pipe; returns the bytes moved."""
+def pump(src: socket.socket, dst: socket.socket, pipe: tuple[int, int], limit: int | None, up: bool) -> int:
+    """Move `limit` bytes (None: until EOF) from src to dst through the pipe, counting as they go (connections
+    are kept alive, so a count taken at close would miss a snapshot); returns the bytes moved."""
     read_end, write_end = pipe
     moved = 0
     while limit is None or moved < limit:
@@ -104,6 +105,7 @@ def pump(src: socket.socket, dst: socket.socket, pipe: tuple[int, int], limit: i
         while left:
             left -= os.splice(read_end, dst.fileno(), left)
         moved += got
+        STATS.moved(up=got) if up else STATS.moved(down=got)
     return moved
 
 
@@ -134,7 +136,7 @@ class Connection:
     def responses(self) -> None:
         pipe = new_pipe()
         try:
-            STATS.moved(down=pump(self.upstream, self.client, pipe, None))
+            pump(self.upstream, self.client, pipe, None, up=False)
         except OSError:
             pass
         finally:
@@ -174,8 +176,9 @@ class Connection:
                     early = buffer[:length]
                     buffer = buffer[length:]
                     self.upstream.sendall(early)
-                    rest = pump(self.client, self.upstream, pipe, length - len(early)) if length > len(early) else 0
-                    STATS.moved(up=len(early) + rest)
+                    STATS.moved(up=len(early))
+                    if length > len(early):
+                        pump(self.client, self.upstream, pipe, length - len(early), up=True)
         except OSError:
             pass
         finally:

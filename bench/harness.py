@@ -76,10 +76,10 @@ def make_rows(sizes: Sizes) -> dict[str, Row]:
         Row("small_create", f"create {s.n_small} x 4 KiB files", "files/s", direct_label="PUT each, one at a time"),
         Row("write_default", f"write {s.write_mib} MiB + close, default", "MB/s",
             direct_label="PUT, one request"),
-        Row("close_default", "  of which close()", "s", True),
+        Row("close_default", "  of which close(), default", "s", True),
         Row("write_stream", f"write {s.write_mib} MiB + close, streaming", "MB/s",
             direct_label="multipart PUT, 8 MiB x 8 in flight"),
-        Row("close_stream", "  of which close()", "s", True),
+        Row("close_stream", "  of which close(), streaming", "s", True),
         Row("rename", f"rename a dir of {s.n_ren} files", "s", True,
             "LIST + COPY x N (16 in flight) + DeleteObjects"),
         Row("lim_burst", "limit: 8 x 8 MiB ranged GETs at once", "MB/s", direct_label="best of 3"),
@@ -128,7 +128,7 @@ def backend(logs: Path) -> Iterator[Any]:
     if BACKEND == "moto-fast":
         from motofast import fast_moto_server
 
-        with fast_moto_server(pick_port(), str(logs / "backend.log")) as server:
+        with fast_moto_server(pick_port(), str(logs / "backend.log"), record_pid) as server:
             yield server
     elif BACKEND == "moto":
         from s3fuse.embedded import moto_server
@@ -169,7 +169,7 @@ class Counter:
         self.url = f"{endpoint}/__bench__/counts"
 
     def snapshot(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url, timeout=10) as answer:  # noqa: S310 - loopback
+        with urllib.request.urlopen(self.url, timeout=10) as answer:
             data: dict[str, Any] = json.loads(answer.read())
             return data
 

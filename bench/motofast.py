@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,15 @@ def patch_moto() -> None:
 
 
 @contextlib.contextmanager
-def fast_moto_server(port: int, log_path: str) -> Iterator[Any]:
+def fast_moto_server(port: int, log_path: str, started: Callable[[int], None] | None = None) -> Iterator[Any]:
     """This module as a server on 127.0.0.1:port, stopped when the block ends; yields an embedded.LocalS3."""
     from s3fuse.embedded import LocalS3, clean_aws_environment, wait_for
 
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "-H", "127.0.0.1", "-p", str(port)],
                                    stdout=log, stderr=log, env=clean_aws_environment(), start_new_session=True)
+        if started is not None:
+            started(process.pid)
         try:
             wait_for(f"http://127.0.0.1:{port}/", 60, process)
             yield LocalS3(f"http://127.0.0.1:{port}", name="moto-fast")

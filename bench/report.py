@@ -110,11 +110,14 @@ def chart(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]], peers: d
             values.append(raw if isinstance(raw, int | float) and not isinstance(raw, bool) else None)
         for index, value in enumerate(values):
             if value is None:
-                axis.text(index, 0, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
+                missing = "-" if index == 1 and not row["direct_label"] else "n/a"  # close(): no direct twin
+                axis.text(index, 0.02, missing, ha="center", va="bottom", fontsize=8,
+                          transform=axis.get_xaxis_transform())
             else:
                 axis.bar(index, value, color=colours[index % len(colours)])
                 axis.text(index, value, number(value, row["unit"]), ha="center", va="bottom", fontsize=7)
         axis.set_xticks(range(len(series)), series, rotation=30, ha="right", fontsize=7)
+        axis.set_xlim(-0.6, len(series) - 0.4)
         better = "lower is better" if row["lower_better"] else "higher is better"
         axis.set_title(f"{row['label'].strip()}\n{row['unit']}, {better}", fontsize=8)
         axis.tick_params(axis="y", labelsize=7)
