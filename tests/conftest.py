@@ -3,6 +3,7 @@ FUSE mounts of s3fuse that are always unmounted, even when a test fails."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from s3fuse.embedded import LocalS3, clean_aws_environment, moto_server
+from tests.support.proxy import Proxy, running_proxy
 
 # The machine may export AWS_* (a CA bundle for other hosts, keys): tests set exactly what they rely on.
 for name in [n for n in os.environ if n.startswith("AWS_")] + ["REQUESTS_CA_BUNDLE"]:
@@ -32,12 +34,41 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 
 
 @pytest.fixture(scope="session")
-def s3_server(moto: LocalS3) -> LocalS3:
-    return moto
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """Ceph RADOS Gateway, a real S3 implementation, started once per session (about 3 s)."""
+    from s3fuse.rgw import rgw_server
+
+    with rgw_server(str(tmp_path_factory.mktemp("rgw"))) as server:
+        yield server
+
+
+def external_server() -> LocalS3 | None:
+    """A user's own S3 (AWS, MinIO, ...) from S3FUSE_TEST_ENDPOINT and friends, instead of the local servers."""
+    endpoint = os.environ.get("S3FUSE_TEST_ENDPOINT")
+    if not endpoint:
+        return None
+    return LocalS3(endpoint, os.environ["S3FUSE_TEST_ACCESS_KEY"], os.environ["S3FUSE_TEST_SECRET_KEY"],
+                   os.environ.get("S3FUSE_TEST_REGION", "us-east-1"), name="external")
+
+
+BACKENDS = ["external"] if os.environ.get("S3FUSE_TEST_ENDPOINT") else os.environ.get(
+    "S3FUSE_TEST_BACKENDS", "moto,rgw").split(",")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def s3_server(request: pytest.FixtureRequest) -> LocalS3:
+    """Every integration test runs against each backend: moto (a mock) and Ceph RGW (a real server)."""
+    if request.param == "external":
+        server = external_server()
+        assert server is not None
+        return server
+    server: LocalS3 = request.getfixturevalue(request.param)
+    return server
 
 
 @pytest.fixture
 def bucket(s3_server: LocalS3) -> Iterator[str]:
+    """A fresh bucket per test (on a user's own endpoint the credentials need s3:CreateBucket)."""
     name = f"t-{uuid.uuid4().hex[:20]}"
     s3_server.client().create_bucket(Bucket=name)
     yield name
@@ -53,6 +84,7 @@ class Mounted:
     server: LocalS3
     bucket: str
     options: list[str] = field(default_factory=list)
+    proxy: Proxy | None = None  # when mounted through a recording proxy
 
     def client(self) -> Any:
         return self.server.client()
@@ -93,11 +125,15 @@ def wait_mounted(path: Path, process: subprocess.Popen[bytes], log: Path, timeou
 def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str) -> Iterator[MountFactory]:
     """mount(options..., server=, bucket=, prefix=, args=) -> Mounted; runs `s3fuse mount -f` in a child."""
     mounts: list[Mounted] = []
+    stack = contextlib.ExitStack()
 
     def mount(*options: str, server: LocalS3 | None = None, bucket_name: str | None = None, prefix: str = "",
-              args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Mounted:
+              args: tuple[str, ...] = (), env: dict[str, str] | None = None, via_proxy: bool = False) -> Mounted:
         server = server or s3_server
         name = bucket_name or bucket
+        proxy = stack.enter_context(running_proxy(server.endpoint)) if via_proxy else None
+        if proxy is not None:
+            options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", *options)
         index = len(mounts)
         path = tmp_path / f"mnt{index}"
         path.mkdir()
@@ -113,14 +149,15 @@ def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str) -> Iterator[M
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
                                        env=clean_aws_environment({"S3FUSE_CONF_DIR": str(tmp_path / "noconf"),
                                                                   **(env or {})}))
-        mounted = Mounted(path, process, log, server, name, list(all_options))
+        mounted = Mounted(path, process, log, server, name, list(all_options), proxy)
         mounts.append(mounted)
         wait_mounted(path, process, log)
         return mounted
 
-    yield mount
-    for mounted in mounts:
-        mounted.unmount()
+    with stack:
+        yield mount
+        for mounted in mounts:
+            mounted.unmount()
 
 
 @pytest.fixture

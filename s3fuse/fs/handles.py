@@ -149,7 +149,7 @@ class OpenFile:
         return data
 
     async def write(self, offset: int, data: bytes) -> int:
-        if self.streaming is None and self.stage is None and not self.dirty and self.size == 0 \
+        if self.streaming is None and self.stage is None and self.size == 0 and offset == 0 \
                 and self.config.streaming_upload and self.nursery is not None and not self.unlinked:
             self.streaming = self._new_stream()
         if self.streaming is not None and self.streaming.accepts(offset):
@@ -169,7 +169,11 @@ class OpenFile:
                                self.nursery, in_flight)
 
     async def truncate(self, length: int) -> None:
-        if length != self.size or self.streaming is not None:
+        if length == 0 and self.streaming is None:  # no old byte is needed: start over, streamable again
+            if self.stage is not None:
+                remove_quietly(self.stage)
+            self.stage, self.base_etag, self.size = None, "", 0
+        elif length != self.size or self.streaming is not None:
             stage = await self.ensure_stage(keep_bytes=length)
             await trio.to_thread.run_sync(os.truncate, stage, length)
             self.size = length

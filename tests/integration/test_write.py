@@ -1,0 +1,233 @@
+"""Writing through a real mount: byte-exact uploads, random writes, streaming parts, failures at close."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MountFactory, Mounted
+from tests.support.proxy import Request
+
+MiB = 1 << 20
+
+
+def s3_bytes(mounted: Mounted, key: str) -> bytes:
+    body: bytes = mounted.client().get_object(Bucket=mounted.bucket, Key=key)["Body"].read()
+    return body
+
+
+def s3_keys(mounted: Mounted) -> list[str]:
+    reply = mounted.client().list_objects_v2(Bucket=mounted.bucket)
+    return [item["Key"] for item in reply.get("Contents", [])]
+
+
+def write_file(path: Path, data: bytes, chunk: int = MiB) -> None:
+    with open(path, "wb") as handle:
+        for start in range(0, len(data), chunk):
+            handle.write(data[start:start + chunk])
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * MiB - 1, 5 * MiB, 64 * MiB + 1])
+def test_round_trip_is_byte_exact(mounted: Mounted, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    write_file(mounted.path / "f.bin", data)
+    assert s3_bytes(mounted, "f.bin") == data  # durable when close() returned
+    assert (mounted.path / "f.bin").read_bytes() == data
+    assert os.stat(mounted.path / "f.bin").st_size == size
+
+
+def test_large_file_goes_up_as_parallel_multipart(mount_factory: MountFactory) -> None:
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    rng = random.Random(300)
+    digest = hashlib.md5()
+    with open(mounted.path / "big.bin", "wb") as handle:
+        for _ in range(300 // 4):
+            block = rng.randbytes(4 * MiB)
+            digest.update(block)
+            handle.write(block)
+    assert mounted.proxy.count("UploadPart") >= 4
+    assert mounted.proxy.count("CompleteMultipartUpload") == 1
+    assert hashlib.md5(s3_bytes(mounted, "big.bin")).hexdigest() == digest.hexdigest()
+    assert os.stat(mounted.path / "big.bin").st_size == 300 * MiB
+
+
+def test_random_writes_match_a_local_file(mounted: Mounted, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    original = rng.randbytes(3 * MiB)
+    mounted.client().put_object(Bucket=mounted.bucket, Key="r.bin", Body=original)
+    control = tmp_path / "control.bin"
+    control.write_bytes(original)
+    with open(mounted.path / "r.bin", "r+b") as remote, open(control, "r+b") as local:
+        for _ in range(60):
+            offset = rng.randrange(0, 4 * MiB)
+            data = rng.randbytes(rng.choice([1, 100, 4096, 70_000]))
+            for handle in (remote, local):
+                handle.seek(offset)
+                handle.write(data)
+            if rng.random() < 0.2:
+                size = rng.randrange(0, 4 * MiB)
+                remote.truncate(size)
+                local.truncate(size)
+            remote.flush()
+            local.flush()
+            assert os.pread(remote.fileno(), 5000, offset) == os.pread(local.fileno(), 5000, offset)
+    assert s3_bytes(mounted, "r.bin") == control.read_bytes()
+    assert (mounted.path / "r.bin").read_bytes() == control.read_bytes()
+
+
+def test_append_and_overwrite_fetch_only_what_they_need(mount_factory: MountFactory) -> None:
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    mounted.client().put_object(Bucket=mounted.bucket, Key="log.txt", Body=b"one\n")
+    with open(mounted.path / "log.txt", "ab") as handle:
+        handle.write(b"two\n")
+    assert s3_bytes(mounted, "log.txt") == b"one\ntwo\n"
+    mounted.proxy.reset()
+    with open(mounted.path / "log.txt", "wb") as handle:  # O_TRUNC: the old bytes are never fetched
+        handle.write(b"fresh")
+    assert mounted.proxy.count("GetObject") == 0
+    assert s3_bytes(mounted, "log.txt") == b"fresh"
+
+
+def test_read_your_writes_across_handles_before_close(mounted: Mounted) -> None:
+    path = mounted.path / "shared.txt"
+    writer = open(path, "wb")
+    try:
+        writer.write(b"visible before close")
+        writer.flush()
+        with open(path, "rb") as reader:
+            assert reader.read() == b"visible before close"
+        assert os.stat(path).st_size == len(b"visible before close")
+    finally:
+        writer.close()
+
+
+def test_exclusive_create(mounted: Mounted) -> None:
+    (mounted.path / "x").write_bytes(b"1")
+    with pytest.raises(FileExistsError):
+        os.open(mounted.path / "x", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    fd = os.open(mounted.path / "y", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+    os.close(fd)
+    assert "y" in s3_keys(mounted)
+    assert os.stat(mounted.path / "y").st_mode & 0o777 == 0o640
+
+
+def test_unlinked_file_stays_usable_through_its_handle(mounted: Mounted) -> None:
+    path = mounted.path / "gone.txt"
+    path.write_bytes(b"still here")
+    with open(path, "r+b") as handle:
+        os.unlink(path)
+        assert not path.exists()
+        assert "gone.txt" not in s3_keys(mounted)
+        assert handle.read() == b"still here"
+        handle.write(b" and more")
+        handle.seek(0)
+        assert handle.read() == b"still here and more"
+    assert "gone.txt" not in s3_keys(mounted)  # never uploaded after the unlink
+
+
+def test_streaming_upload_sends_parts_before_close(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
+                            "alluxio.underfs.s3.streaming.upload.partition.size=5MB", via_proxy=True)
+    assert mounted.proxy is not None
+    staging = Path(next(o for o in mounted.options if o.startswith("alluxio.tmp.dirs=")).split("=", 1)[1])
+    rng = random.Random(9)
+    data = rng.randbytes(48 * MiB)
+    peak_staged = 0
+    with open(mounted.path / "stream.bin", "wb") as handle:
+        for start in range(0, len(data), MiB):
+            handle.write(data[start:start + MiB])
+            peak_staged = max(peak_staged, directory_bytes(staging))
+        parts_before_close = mounted.proxy.count("UploadPart")
+        assert "stream.bin" not in s3_keys(mounted)  # nothing visible before the upload completes
+    assert parts_before_close >= 6  # 9 full partitions: most went up while the writer went on
+    assert peak_staged <= 52 * MiB // 5 * 5 and peak_staged < len(data)  # bounded: never the whole file
+    assert s3_bytes(mounted, "stream.bin") == data
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def test_streaming_falls_back_to_staging_on_a_random_write(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
+                            "alluxio.underfs.s3.streaming.upload.partition.size=5MB")
+    data = bytearray(random.Random(2).randbytes(12 * MiB))
+    with open(mounted.path / "s.bin", "wb") as handle:
+        handle.write(data)
+        handle.seek(100)
+        handle.write(b"PATCHED HEADER")  # behind the parts already sent
+        data[100:114] = b"PATCHED HEADER"
+        handle.seek(0, os.SEEK_END)
+        handle.write(b"tail")
+        data += b"tail"
+    assert s3_bytes(mounted, "s.bin") == bytes(data)
+
+
+def failing_uploads(request: Request) -> tuple[int, bytes] | None:
+    if request.operation in ("PutObject", "UploadPart", "CompleteMultipartUpload"):
+        return 500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+    return None
+
+
+def test_failed_upload_at_close_is_eio_and_keeps_the_bytes(mount_factory: MountFactory, tmp_path: Path) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.max.error.retry=1", via_proxy=True)
+    assert mounted.proxy is not None
+    mounted.proxy.fault = failing_uploads
+    handle = open(mounted.path / "doomed.txt", "wb")
+    handle.write(b"precious bytes")
+    with pytest.raises(OSError) as raised:
+        handle.close()
+    assert raised.value.errno == errno.EIO
+    assert "doomed.txt" not in s3_keys(mounted)
+    recovery = tmp_path / "s3fuse-recovery"
+    kept = [p for p in recovery.rglob("*") if p.is_file()] if recovery.exists() else []
+    kept += [p for p in (tmp_path).rglob("*doomed.txt") if p.is_file()]
+    assert any(p.read_bytes() == b"precious bytes" for p in kept), mounted.log_text()
+    assert "doomed.txt" in mounted.log_text() and "kept in" in mounted.log_text()
+    mounted.proxy.fault = None  # the fault heals: the next write works without a remount
+    (mounted.path / "after.txt").write_bytes(b"ok")
+    assert s3_bytes(mounted, "after.txt") == b"ok"
+
+
+def test_fsync_uploads_before_close(mounted: Mounted) -> None:
+    with open(mounted.path / "synced.txt", "wb") as handle:
+        handle.write(b"durable now")
+        handle.flush()
+        os.fsync(handle.fileno())
+        assert s3_bytes(mounted, "synced.txt") == b"durable now"
+
+
+def test_concurrent_writers_of_different_files(mounted: Mounted) -> None:
+    payloads = {f"w{n}.bin": random.Random(n).randbytes(2 * MiB + n) for n in range(8)}
+
+    def write(name: str) -> None:
+        write_file(mounted.path / name, payloads[name], chunk=128 * 1024)
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, data in payloads.items():
+        assert s3_bytes(mounted, name) == data
+
+
+def test_copy_tree_in_and_out(mounted: Mounted, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    for n in range(5):
+        (source / f"d{n}").mkdir(parents=True)
+        (source / f"d{n}" / "f.txt").write_text(f"file {n}\n" * 100)
+    shutil.copytree(source, mounted.path / "tree")
+    shutil.copytree(mounted.path / "tree", tmp_path / "back")
+    for n in range(5):
+        assert (tmp_path / "back" / f"d{n}" / "f.txt").read_text() == f"file {n}\n" * 100
+    assert sorted(k for k in s3_keys(mounted) if k.endswith("f.txt")) == [f"tree/d{n}/f.txt" for n in range(5)]
