@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,12 +60,9 @@ BACKENDS = ["external"] if os.environ.get("S3FUSE_TEST_ENDPOINT") else os.enviro
 @pytest.fixture(scope="session", params=BACKENDS)
 def s3_server(request: pytest.FixtureRequest) -> LocalS3:
     """Every integration test runs against each backend: moto (a mock) and Ceph RGW (a real server)."""
-    if request.param == "external":
-        server = external_server()
-        assert server is not None
-        return server
-    server: LocalS3 = request.getfixturevalue(request.param)
-    return server
+    chosen = external_server() if request.param == "external" else request.getfixturevalue(request.param)
+    assert isinstance(chosen, LocalS3)
+    return chosen
 
 
 @pytest.fixture
@@ -85,6 +84,7 @@ class Mounted:
     bucket: str
     options: list[str] = field(default_factory=list)
     proxy: Proxy | None = None  # when mounted through a recording proxy
+    cache: Path | None = None
 
     def client(self) -> Any:
         return self.server.client()
@@ -121,23 +121,34 @@ def wait_mounted(path: Path, process: subprocess.Popen[bytes], log: Path, timeou
     os.stat(path)
 
 
+@pytest.fixture(scope="session")
+def public_dir() -> Iterator[Path]:
+    """Mount points live here, not under pytest's 0700 temp root, so other local users can reach them."""
+    path = Path(tempfile.mkdtemp(prefix="s3fuse-mnt-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str) -> Iterator[MountFactory]:
+def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str, public_dir: Path) -> Iterator[MountFactory]:
     """mount(options..., server=, bucket=, prefix=, args=) -> Mounted; runs `s3fuse mount -f` in a child."""
     mounts: list[Mounted] = []
     stack = contextlib.ExitStack()
 
     def mount(*options: str, server: LocalS3 | None = None, bucket_name: str | None = None, prefix: str = "",
-              args: tuple[str, ...] = (), env: dict[str, str] | None = None, via_proxy: bool = False) -> Mounted:
+              args: tuple[str, ...] = (), env: dict[str, str] | None = None, via_proxy: bool = False,
+              cache_of: Mounted | None = None) -> Mounted:
+        """`cache_of`: reuse an earlier mount's cache directory (block cache and metadata overlay)."""
         server = server or s3_server
         name = bucket_name or bucket
         proxy = stack.enter_context(running_proxy(server.endpoint)) if via_proxy else None
         if proxy is not None:
             options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", *options)
         index = len(mounts)
-        path = tmp_path / f"mnt{index}"
-        path.mkdir()
-        cache = tmp_path / f"cache{index}"
+        path = Path(tempfile.mkdtemp(prefix=f"mnt{index}-", dir=public_dir))
+        path.chmod(0o755)
+        cache = cache_of.cache if cache_of is not None else tmp_path / f"cache{index}"
         log = tmp_path / f"s3fuse{index}.log"
         all_options = [*server.mount_options(), f"alluxio.user.client.cache.dirs={cache}",
                        f"alluxio.tmp.dirs={tmp_path / f'staging{index}'}", *options]
@@ -149,7 +160,7 @@ def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str) -> Iterator[M
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
                                        env=clean_aws_environment({"S3FUSE_CONF_DIR": str(tmp_path / "noconf"),
                                                                   **(env or {})}))
-        mounted = Mounted(path, process, log, server, name, list(all_options), proxy)
+        mounted = Mounted(path, process, log, server, name, list(all_options), proxy, cache)
         mounts.append(mounted)
         wait_mounted(path, process, log)
         return mounted

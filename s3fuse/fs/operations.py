@@ -21,7 +21,7 @@ import pyfuse3
 from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs import changes
-from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFiles
+from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFile, OpenFiles
 from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, join, parent_of
 from s3fuse.fs.listing import name_problem
 from s3fuse.fs.namespace import Mount
@@ -378,11 +378,7 @@ class Operations(pyfuse3.Operations):
         inode = await self.table.lookup(parent, decode(name))
         if inode.is_dir:
             raise OSError(errno.EISDIR, inode.path)
-        file = self.files.get(inode.ino)
-        if file is not None:  # still open: keep its bytes locally, it lives on through its handles
-            async with file.lock:
-                await file.ensure_stage()
-                file.unlinked = True
+        file = await self.detach(inode)
         if file is None or file.base_etag:
             await self.client.delete(self.table.key(inode.path))
         self.overlay.delete(self.table.key(inode.path))
@@ -390,6 +386,15 @@ class Operations(pyfuse3.Operations):
         self.cache.drop(self.table.key(inode.path))
         await changes.keep_parent(self.client, self.table.dir_prefix(parent.path))
         self.dir_changed(parent.path)
+
+    async def detach(self, inode: Inode) -> OpenFile | None:
+        """A file about to lose its name while open keeps its bytes locally and lives on through its handles."""
+        file = self.files.get(inode.ino)
+        if file is not None:
+            async with file.lock:
+                await file.ensure_stage()
+                file.unlinked = True
+        return file
 
     @errno_boundary
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
@@ -414,6 +419,8 @@ class Operations(pyfuse3.Operations):
                 raise OSError(errno.EISDIR, new_path)
             if target.is_dir:
                 await changes.remove_dir(self.client, self.table.dir_prefix(target.path))
+            else:
+                await self.detach(target)
         old_key, new_key = self.table.key(source.path), self.table.key(new_path)
         if source.is_dir:
             await changes.rename_dir(self.client, self.mount.config, self.table.dir_prefix(source.path),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MountFactory, Mounted
+from tests.conftest import Mounted, MountFactory
 from tests.support.proxy import Request
 
 MiB = 1 << 20

@@ -1,0 +1,201 @@
+"""Directories, renames, links, metadata and xattrs through a real mount, checked against S3."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Mounted, MountFactory
+
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+
+
+def renameat2(old: Path, new: Path, flags: int) -> None:
+    if libc.renameat2(AT_FDCWD, bytes(old), AT_FDCWD, bytes(new), flags) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+
+
+def keys(mounted: Mounted) -> list[str]:
+    reply = mounted.client().list_objects_v2(Bucket=mounted.bucket)
+    return sorted(item["Key"] for item in reply.get("Contents", []))
+
+
+def errno_of(action: Callable[[], object]) -> int:
+    with pytest.raises(OSError) as raised:
+        action()
+    return raised.value.errno or 0
+
+
+def test_mkdir_writes_a_marker_and_rmdir_checks_emptiness(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    assert keys(mounted) == ["d/"]
+    (mounted.path / "d" / "f").write_bytes(b"x")
+    assert errno_of(lambda: os.rmdir(mounted.path / "d")) == errno.ENOTEMPTY
+    mounted.client().put_object(Bucket=mounted.bucket, Key="d2/deep/only", Body=b"")  # only a prefix
+    assert errno_of(lambda: os.rmdir(mounted.path / "d2")) == errno.ENOTEMPTY
+    os.unlink(mounted.path / "d" / "f")
+    assert os.listdir(mounted.path / "d") == []
+    os.rmdir(mounted.path / "d")
+    assert not (mounted.path / "d").exists()
+    assert keys(mounted) == ["d2/deep/only"]
+
+
+def test_emptied_implicit_directory_survives(mounted: Mounted) -> None:
+    mounted.client().put_object(Bucket=mounted.bucket, Key="implicit/only.txt", Body=b"1")
+    os.unlink(mounted.path / "implicit" / "only.txt")
+    assert os.path.isdir(mounted.path / "implicit")  # POSIX: removing a file never removes its directory
+    assert keys(mounted) == ["implicit/"]
+
+
+def test_errnos_of_misuse(mounted: Mounted) -> None:
+    root = mounted.path
+    (root / "file").write_bytes(b"f")
+    os.mkdir(root / "dir")
+    assert errno_of(lambda: os.mkdir(root / "file")) == errno.EEXIST
+    assert errno_of(lambda: os.rmdir(root / "file")) == errno.ENOTDIR
+    assert errno_of(lambda: os.unlink(root / "dir")) in (errno.EISDIR, errno.EPERM)
+    assert errno_of(lambda: open(root / "file" / "x", "wb")) == errno.ENOTDIR
+    assert errno_of(lambda: open(root / ("n" * 256), "wb")) == errno.ENAMETOOLONG
+    assert errno_of(lambda: os.link(root / "file", root / "hard")) == errno.EPERM
+    assert errno_of(lambda: os.mkfifo(root / "fifo")) == errno.EPERM
+    assert errno_of(lambda: os.rename(root / "dir", root / "dir" / "inside")) == errno.EINVAL
+    assert errno_of(lambda: os.rename(root / "dir", root / "file")) == errno.ENOTDIR
+    assert errno_of(lambda: os.rename(root / "file", root / "dir")) == errno.EISDIR
+    assert errno_of(lambda: os.unlink(root / "absent")) == errno.ENOENT
+    assert errno_of(lambda: os.rmdir(root / "absent")) == errno.ENOENT
+    assert errno_of(lambda: os.listdir(root / "file")) == errno.ENOTDIR
+
+
+def test_rename_file_keeps_inode_and_replaces_target(mounted: Mounted) -> None:
+    (mounted.path / "a").write_bytes(b"A")
+    (mounted.path / "b").write_bytes(b"B")
+    inode = os.stat(mounted.path / "a").st_ino
+    os.rename(mounted.path / "a", mounted.path / "b")
+    assert os.stat(mounted.path / "b").st_ino == inode
+    assert (mounted.path / "b").read_bytes() == b"A"
+    assert keys(mounted) == ["b"]
+
+
+def test_rename_noreplace_and_exchange(mounted: Mounted) -> None:
+    (mounted.path / "a").write_bytes(b"A")
+    (mounted.path / "b").write_bytes(b"B")
+    assert errno_of(lambda: renameat2(mounted.path / "a", mounted.path / "b", RENAME_NOREPLACE)) == errno.EEXIST
+    assert errno_of(lambda: renameat2(mounted.path / "a", mounted.path / "b", RENAME_EXCHANGE)) == errno.EINVAL
+    renameat2(mounted.path / "a", mounted.path / "c", RENAME_NOREPLACE)
+    assert keys(mounted) == ["b", "c"]
+
+
+def test_rename_directory_moves_every_key(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.object.store.service.threads=4", via_proxy=True)
+    client = mounted.client()
+    for n in range(30):
+        client.put_object(Bucket=mounted.bucket, Key=f"src/sub{n % 3}/f{n}", Body=f"{n}".encode())
+    inode = os.stat(mounted.path / "src" / "sub1").st_ino
+    os.rename(mounted.path / "src", mounted.path / "dst")
+    assert not (mounted.path / "src").exists()
+    assert os.stat(mounted.path / "dst" / "sub1").st_ino == inode
+    assert (mounted.path / "dst" / "sub2" / "f29").read_bytes() == b"29"
+    moved = keys(mounted)
+    assert sorted(k for k in moved if not k.endswith("/")) == sorted(f"dst/sub{n % 3}/f{n}" for n in range(30))
+    assert not [k for k in moved if k.startswith("src")]
+
+
+def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "a")
+    (mounted.path / "a" / "f").write_bytes(b"1")
+    os.mkdir(mounted.path / "empty")
+    os.mkdir(mounted.path / "full")
+    (mounted.path / "full" / "g").write_bytes(b"2")
+    assert errno_of(lambda: os.rename(mounted.path / "a", mounted.path / "full")) in (errno.ENOTEMPTY,
+                                                                                       errno.EEXIST)
+    os.rename(mounted.path / "a", mounted.path / "empty")
+    assert (mounted.path / "empty" / "f").read_bytes() == b"1"
+
+
+def test_symlink_is_s3fs_compatible_and_survives_remount(mount_factory: MountFactory) -> None:
+    mounted = mount_factory()
+    (mounted.path / "target.txt").write_bytes(b"pointed at")
+    os.symlink("target.txt", mounted.path / "link")
+    head = mounted.client().head_object(Bucket=mounted.bucket, Key="link")
+    assert stat.S_ISLNK(int(head["Metadata"]["mode"]))
+    assert s3_body(mounted, "link") == b"target.txt"
+    assert mounted.unmount() == 0
+    again = mount_factory()  # a fresh cache: the symlink is known from S3 alone
+    assert os.readlink(again.path / "link") == "target.txt"
+    assert (again.path / "link").read_bytes() == b"pointed at"
+    assert stat.S_ISLNK(os.lstat(again.path / "link").st_mode)
+
+
+def s3_body(mounted: Mounted, key: str) -> bytes:
+    data: bytes = mounted.client().get_object(Bucket=mounted.bucket, Key=key)["Body"].read()
+    return data
+
+
+def test_metadata_lives_in_the_overlay_not_in_s3(mount_factory: MountFactory) -> None:
+    mounted = mount_factory()
+    path = mounted.path / "m.txt"
+    path.write_bytes(b"meta")
+    etag = mounted.client().head_object(Bucket=mounted.bucket, Key="m.txt")["ETag"]
+    os.chmod(path, 0o604)
+    os.chown(path, 1234, 5678)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_500_000_000_000_000_000))
+    head = mounted.client().head_object(Bucket=mounted.bucket, Key="m.txt")
+    assert head["ETag"] == etag and head.get("Metadata", {}) == {}  # not propagated (Alluxio's rule)
+    assert mounted.unmount() == 0
+    again = mount_factory(cache_of=mounted)
+    st = os.stat(again.path / "m.txt")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o604, 1234, 5678)
+    assert st.st_mtime_ns == 1_500_000_000_000_000_000 and st.st_atime_ns == 1_000_000_000_000_000_000
+
+
+def test_truncate_grow_and_shrink(mounted: Mounted) -> None:
+    path = mounted.path / "t.bin"
+    path.write_bytes(b"0123456789")
+    os.truncate(path, 4)
+    assert s3_body(mounted, "t.bin") == b"0123"
+    os.truncate(path, 8)
+    assert s3_body(mounted, "t.bin") == b"0123\0\0\0\0"
+    assert path.read_bytes() == b"0123\0\0\0\0"
+
+
+def test_xattrs(mounted: Mounted) -> None:
+    mounted.client().put_object(Bucket=mounted.bucket, Key="x.json", Body=b"{}", ContentType="application/json",
+                                Metadata={"origin": "test"})
+    path = mounted.path / "x.json"
+    etag = mounted.client().head_object(Bucket=mounted.bucket, Key="x.json")["ETag"].strip('"')
+    assert os.getxattr(path, "user.s3.etag") == etag.encode()
+    assert os.getxattr(path, "user.s3.content_type") == b"application/json"
+    assert os.getxattr(path, "user.s3.meta.origin") == b"test"
+    os.setxattr(path, "user.note", b"kept locally")
+    assert os.getxattr(path, "user.note") == b"kept locally"
+    assert {"user.s3.etag", "user.note", "user.s3.meta.origin"} <= set(os.listxattr(path))
+    assert errno_of(lambda: os.getxattr(path, "user.missing")) == errno.ENODATA
+    assert errno_of(lambda: os.setxattr(path, "user.s3.etag", b"forged")) == errno.EPERM
+    assert errno_of(lambda: os.setxattr(path, "trusted.x", b"1")) in (errno.ENOTSUP, errno.EPERM)
+    os.removexattr(path, "user.note")
+    assert errno_of(lambda: os.getxattr(path, "user.note")) == errno.ENODATA
+    assert errno_of(lambda: os.removexattr(path, "user.note")) == errno.ENODATA
+
+
+def test_timestamps_move_with_changes(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    os.utime(mounted.path / "d", ns=(0, 0))
+    (mounted.path / "d" / "f").write_bytes(b"x")
+    assert os.stat(mounted.path / "d").st_mtime_ns > 0  # creating an entry changes the directory
+    path = mounted.path / "d" / "f"
+    os.utime(path, ns=(0, 0))
+    before = os.stat(path).st_ctime_ns
+    os.chmod(path, 0o600)
+    assert os.stat(path).st_ctime_ns >= before
+    with open(path, "ab") as handle:
+        handle.write(b"y")
+    assert os.stat(path).st_mtime_ns > 0
