@@ -17,7 +17,6 @@ import trio
 
 from s3fuse.cache.disk import DiskCache
 from s3fuse.s3.client import S3Client
-from s3fuse.s3.errors import S3Error
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +80,11 @@ class BlockCache:
         fetch = self.fetching.get(bkey)
         if fetch is None:
             fetch = self._start(bkey)
-            await self._fill(bkey, fetch, size)
-        else:
-            await fetch.done.wait()
+            if self.nursery is not None:  # in the background, so this reader need not wait for the disk write
+                self.nursery.start_soon(self._fill, bkey, fetch, size)
+            else:
+                await self._fill(bkey, fetch, size)
+        await fetch.done.wait()
         if fetch.error is not None:
             raise OSError(fetch.error.errno or errno.EIO, str(fetch.error))
         return fetch.data
@@ -94,10 +95,12 @@ class BlockCache:
         return fetch
 
     async def _fill(self, bkey: BlockKey, fetch: Fetch, size: int) -> None:
-        """Disk tier first, then S3; always sets `done`, even when cancelled."""
+        """Disk tier first, then S3; always sets `done` (even when cancelled), and before the block is written
+        to the disk tier, so readers never wait for the cache's own write."""
         _, key, etag, number = bkey
         start = number * self.block_size
         end = min(size, start + self.block_size)
+        fetched = False
         try:
             data = await self.disk.get(bkey, end - start) if self.disk is not None else None
             if data is not None:
@@ -105,17 +108,16 @@ class BlockCache:
             else:
                 self.misses += 1
                 data = await self.client.get_range(key, start, end, etag)
-                if self.disk is not None:
-                    await self.disk.put(bkey, data)
+                fetched = True
             fetch.data = data
             self._keep(bkey, data)
-        except S3Error as exc:
-            fetch.error = exc
-        except OSError as exc:  # disk-tier failures cost a refetch, never wrong bytes
+        except OSError as exc:  # S3Error included; a disk-tier failure costs a refetch, never wrong bytes
             fetch.error = exc
         finally:
             del self.fetching[bkey]
             fetch.done.set()
+        if fetched and self.disk is not None:
+            await self.disk.put(bkey, fetch.data)
 
     def prefetch(self, key: str, etag: str, size: int, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block."""

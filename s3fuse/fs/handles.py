@@ -34,20 +34,34 @@ def content_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def pwrite_at(path: str, offset: int, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-    finally:
-        os.close(fd)
+INLINE_IO = 1 << 20  # smaller local reads/writes run on the loop: a thread hop would cost more than the copy
 
 
-def pread_at(path: str, offset: int, length: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
+class StageFile:
+    """A staged file kept open for the life of its OpenFile (one open(2) per file, not per write)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR)
+
+    async def write(self, offset: int, data: bytes) -> None:
+        if len(data) < INLINE_IO:
+            os.pwrite(self.fd, data, offset)
+        else:
+            await trio.to_thread.run_sync(os.pwrite, self.fd, data, offset)
+
+    async def read(self, offset: int, length: int) -> bytes:
+        if length < INLINE_IO:
+            return os.pread(self.fd, length, offset)
+        return await trio.to_thread.run_sync(os.pread, self.fd, length, offset)
+
+    def truncate(self, length: int) -> None:
+        os.ftruncate(self.fd, length)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 @dataclass
@@ -88,7 +102,7 @@ class OpenFile:
     nursery: trio.Nursery | None
     base_etag: str  # the S3 version this file's clean bytes come from ("" for a new file)
     size: int
-    stage: str | None = None  # a local file holding every byte, once a write needed it
+    stage: StageFile | None = None  # a local file holding every byte, once a write needed it
     dirty: bool = False
     streaming: StreamingUpload | None = None
     handles: int = 0
@@ -98,27 +112,32 @@ class OpenFile:
 
     # -- staging ---------------------------------------------------------------------------------------------
 
-    async def ensure_stage(self, keep_bytes: int | None = None) -> str:
+    async def ensure_stage(self, keep_bytes: int | None = None) -> StageFile:
         """The local copy; only the first `keep_bytes` of the object are fetched (all when None)."""
         if self.streaming is not None:
             await self.stop_streaming()
         if self.stage is None:
-            path = self.staging.new_file()
+            stage = StageFile(self.staging.new_file())
             wanted = min(self.size, self.size if keep_bytes is None else keep_bytes)
-            if wanted and self.base_etag:
-                await self._download(path, wanted)
-            self.stage = path
+            try:
+                if wanted and self.base_etag:
+                    await self._download(stage, wanted)
+                stage.truncate(wanted)
+            except BaseException:
+                stage.close()
+                remove_quietly(stage.path)
+                raise
+            self.stage = stage
         return self.stage
 
-    async def _download(self, path: str, length: int) -> None:
+    async def _download(self, stage: StageFile, length: int) -> None:
         block = self.cache.block_size
 
         async def fetch(number: int) -> None:
             data = await self.cache.block(self.key, self.base_etag, self.size, number)
-            await trio.to_thread.run_sync(pwrite_at, path, number * block, data[:max(0, length - number * block)])
+            await stage.write(number * block, data[:max(0, length - number * block)])
 
         await bounded_map(fetch, range(-(-length // block)), max(1, self.config.threads // 4))
-        await trio.to_thread.run_sync(os.truncate, path, length)
 
     async def stop_streaming(self) -> None:
         """A write the stream cannot take (not at its end), or a read of streamed bytes: continue staged.
@@ -127,12 +146,11 @@ class OpenFile:
         stream, self.streaming = self.streaming, None
         assert stream is not None
         if not stream.started():
-            self.stage = stream.take_local() or self.staging.new_file()
+            self.stage = StageFile(stream.take_local() or self.staging.new_file())
             return
         log.info("%s: non-sequential access during a streaming upload: completing it and staging locally", self.key)
         self.base_etag = await stream.finish()
-        self.stage = None
-        self.stage = await self.ensure_stage()
+        await self.ensure_stage()
 
     # -- data ------------------------------------------------------------------------------------------------
 
@@ -141,7 +159,7 @@ class OpenFile:
             await self.stop_streaming()
         if self.stage is not None:
             end = min(self.size, offset + length)
-            return await trio.to_thread.run_sync(pread_at, self.stage, offset, max(0, end - offset))
+            return await self.stage.read(offset, max(0, end - offset))
         data = await self.cache.read(self.key, self.base_etag, self.size, offset, length)
         ahead = prefetcher.advise(offset, len(data))
         if ahead:
@@ -157,7 +175,7 @@ class OpenFile:
         else:
             # bytes of the object are needed only up to where this write starts
             stage = await self.ensure_stage(keep_bytes=None if offset + len(data) < self.size else offset)
-            await trio.to_thread.run_sync(pwrite_at, stage, offset, data)
+            await stage.write(offset, data)
         self.size = max(self.size, offset + len(data))
         self.touch()
         return len(data)
@@ -170,12 +188,11 @@ class OpenFile:
 
     async def truncate(self, length: int) -> None:
         if length == 0 and self.streaming is None:  # no old byte is needed: start over, streamable again
-            if self.stage is not None:
-                remove_quietly(self.stage)
-            self.stage, self.base_etag, self.size = None, "", 0
+            self.drop_stage()
+            self.base_etag, self.size = "", 0
         elif length != self.size or self.streaming is not None:
             stage = await self.ensure_stage(keep_bytes=length)
-            await trio.to_thread.run_sync(os.truncate, stage, length)
+            stage.truncate(length)
             self.size = length
         self.touch()
 
@@ -198,7 +215,7 @@ class OpenFile:
                 self.stage = None
             else:
                 stage = await self.ensure_stage()
-                etag = await upload_file(self.client, self.key, stage, self.size,
+                etag = await upload_file(self.client, self.key, stage.path, self.size,
                                          threshold=self.config.multipart_threshold,
                                          part_size=self.config.partition_size, content_type=content_type(self.key))
         except OSError as exc:
@@ -222,7 +239,7 @@ class OpenFile:
         if self.stage is None:
             return
         copy = self.staging.new_file()
-        await trio.to_thread.run_sync(copy_file, self.stage, copy)
+        await trio.to_thread.run_sync(copy_file, self.stage.path, copy)
         self.recovered = self.staging.keep(copy, self.client.bucket, self.key)
         log.error("upload of s3://%s/%s failed (%s): its %d bytes are kept in %s (re-upload it, or retry the "
                   "close after fixing the cause)", self.client.bucket, self.key, exc, self.size, self.recovered)
@@ -233,12 +250,19 @@ class OpenFile:
             stream, self.streaming = self.streaming, None
             await stream.abort()
         if self.stage is not None:
+            self.stage.close()
             if self.dirty and not self.unlinked and self.recovered is None:
-                self.recovered = self.staging.keep(self.stage, self.client.bucket, self.key)
+                self.recovered = self.staging.keep(self.stage.path, self.client.bucket, self.key)
                 log.error("s3://%s/%s was closed without a successful upload: its bytes are kept in %s",
                           self.client.bucket, self.key, self.recovered)
             else:
-                remove_quietly(self.stage)
+                remove_quietly(self.stage.path)
+            self.stage = None
+
+    def drop_stage(self) -> None:
+        if self.stage is not None:
+            self.stage.close()
+            remove_quietly(self.stage.path)
             self.stage = None
 
 
