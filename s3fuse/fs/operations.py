@@ -70,7 +70,9 @@ def decode(name: bytes) -> str:
 
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
-    enable_writeback_cache = False
+    # The kernel gathers small writes into large requests (6-8x faster small writes) and computes O_APPEND
+    # offsets itself; it may also read through a write-only handle to fill a partial page.
+    enable_writeback_cache = True
 
     def __init__(self, mount: Mount, table: InodeTable, cache: BlockCache, files: OpenFiles,
                  overlay: Overlay) -> None:
@@ -123,8 +125,9 @@ class Operations(pyfuse3.Operations):
     def changed(self, inode: Inode, **times: int) -> None:
         """Record a metadata change time (and other times) in the overlay."""
         now = time.time_ns()
-        self.overlay.update(self.table.key(inode.path), ctime=now, etag=inode.etag,
-                            **{name: (now if value < 0 else value) for name, value in times.items()})
+        values: dict[str, int | str] = {"ctime": now, "etag": inode.etag}
+        values.update({name: (now if value < 0 else value) for name, value in times.items()})
+        self.overlay.update(self.table.key(inode.path), **values)
 
     def dir_changed(self, path: str) -> None:
         """A directory's entries changed: its mtime and ctime move (POSIX)."""
@@ -298,9 +301,13 @@ class Operations(pyfuse3.Operations):
         keep_cache = node.page_cache_etag == node.etag and not file.dirty
         node.page_cache_etag = node.etag
         self.table.pin(node.ino)
-        handle = FileHandle(file, writable, bool(flags & os.O_APPEND),
-                            Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+        handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
         return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
+
+    def appends(self, flags: int) -> bool:
+        """Whether writes of this handle go to the end of the file regardless of their offset: with the
+        writeback cache the kernel already placed them there."""
+        return bool(flags & os.O_APPEND) and not self.enable_writeback_cache
 
     @errno_boundary
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
@@ -314,7 +321,7 @@ class Operations(pyfuse3.Operations):
         self.changed(inode, mode=stat.S_IFREG | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         self.table.pin(inode.ino)
-        handle = FileHandle(file, True, bool(flags & os.O_APPEND), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+        handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
         return pyfuse3.FileInfo(fh=self.handles.add(handle)), self.entry(inode)
 
     @errno_boundary
