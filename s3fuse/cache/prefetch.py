@@ -1,9 +1,15 @@
-"""Sequential-read detection per open file: a reader that keeps reading where it stopped gets a window of
-blocks fetched ahead of it, doubling up to a byte limit; a random reader fetches only the block it needs."""
+"""Sequential-read detection per open file: a reader that keeps reading near where it stopped gets a window of
+blocks fetched ahead of it, doubling up to a byte limit; a random reader fetches only the block it needs.
+
+"Near" matters: the kernel's read-ahead sends several requests at once and they are answered concurrently,
+so a sequential reader's requests can arrive slightly out of order.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+REORDER_SLACK = 4 << 20  # how far out of order a sequential reader's requests may arrive
 
 
 @dataclass
@@ -15,12 +21,12 @@ class Prefetcher:
 
     def advise(self, offset: int, length: int) -> range:
         """Blocks to fetch ahead after a read of [offset, offset+length)."""
-        sequential = offset == self.next_offset
-        self.next_offset = offset + length
-        max_window = max(1, self.max_window_bytes // self.block_size)
+        sequential = abs(offset - self.next_offset) <= REORDER_SLACK
+        self.next_offset = max(self.next_offset, offset + length) if sequential else offset + length
         if not sequential:
             self.window = 0
             return range(0)
+        max_window = max(1, self.max_window_bytes // self.block_size)
         self.window = min(max_window, max(1, self.window * 2))
-        current = (offset + length - 1) // self.block_size if length else offset // self.block_size
+        current = max(0, self.next_offset - 1) // self.block_size
         return range(current + 1, current + 1 + self.window)

@@ -1,0 +1,36 @@
+"""Sequential detection: windows grow for sequential readers, random readers fetch nothing ahead."""
+
+from __future__ import annotations
+
+from s3fuse.cache.prefetch import Prefetcher
+
+MiB = 1 << 20
+
+
+def test_window_doubles_up_to_the_limit() -> None:
+    prefetcher = Prefetcher(block_size=8 * MiB, max_window_bytes=32 * MiB)
+    windows = []
+    for offset in range(0, 64 * MiB, MiB):
+        ahead = prefetcher.advise(offset, MiB)
+        windows.append(len(ahead))
+    assert windows[:3] == [1, 2, 4]
+    assert max(windows) == 4  # 32 MiB / 8 MiB blocks
+
+
+def test_prefetch_starts_after_the_block_being_read() -> None:
+    prefetcher = Prefetcher(block_size=8 * MiB, max_window_bytes=64 * MiB)
+    ahead = prefetcher.advise(0, MiB)
+    assert ahead == range(1, 2)
+
+
+def test_slightly_reordered_requests_stay_sequential() -> None:
+    prefetcher = Prefetcher(block_size=MiB, max_window_bytes=16 * MiB)
+    prefetcher.advise(0, 128 * 1024)
+    prefetcher.advise(256 * 1024, 128 * 1024)  # arrived before the one at 128 KiB
+    assert len(prefetcher.advise(128 * 1024, 128 * 1024)) == 4
+
+
+def test_random_reads_fetch_nothing_ahead() -> None:
+    prefetcher = Prefetcher(block_size=MiB, max_window_bytes=16 * MiB)
+    for offset in (500 * MiB, 3 * MiB, 900 * MiB, 40 * MiB):
+        assert len(prefetcher.advise(offset, 4096)) == 0
