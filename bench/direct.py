@@ -230,6 +230,14 @@ async def small_get(client: Client, sizes: Sizes) -> Result:
     return sizes.n_small / (time.perf_counter() - start), "files/s", {}
 
 
+async def small_get_back(client: Client, sizes: Sizes) -> Result:
+    """GET back what small_put wrote."""
+    start = time.perf_counter()
+    for index in range(sizes.n_small):
+        await read_body(await client.get_object(Bucket=BUCKET, Key=f"{DIRECT}small/s{index:04d}"))
+    return sizes.n_small / (time.perf_counter() - start), "files/s", {}
+
+
 def written_bytes(sizes: Sizes) -> bytes:
     return b"".join(mib_chunk(index % 16) for index in range(sizes.write_mib))
 

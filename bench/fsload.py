@@ -3,8 +3,7 @@
 Why a child process: a read or write stuck in a FUSE request cannot be interrupted from inside the process
 that made it; the harness runs each workload here under a timeout, kills it, and aborts the mount if needed.
 
-    python bench/fsload.py WORKLOAD ROOT      (WORKLOAD: seqread randread ls find smallread smallcreate write
-                                               rename)
+    python bench/fsload.py WORKLOAD ROOT     (WORKLOAD: one of WORKLOADS below)
 A mount that answers an error yields {"error": "..."}; the harness prints it as n/a (error: ...).
 """
 
@@ -148,16 +147,38 @@ def smallread(root: str) -> None:
     emit({"value": SIZES.n_small / (time.perf_counter() - start), "unit": "files/s"})
 
 
+def small_payload(index: int) -> bytes:
+    return index.to_bytes(4, "big") * 1024  # 4 KiB, distinct per file
+
+
 def smallcreate(root: str) -> None:
-    """Create N_SMALL 4 KiB files (open, write, close) in a new directory; read them back after a cache drop."""
+    """Create N_SMALL 4 KiB files (open, write, close) in a new directory."""
     directory = os.path.join(root, SCRATCH, "small")
-    payload = os.urandom(4096)
     os.makedirs(directory, exist_ok=True)
     start = time.perf_counter()
     for index in range(SIZES.n_small):
         with open(os.path.join(directory, f"s{index:04d}"), "wb") as handle:
-            handle.write(payload)
+            handle.write(small_payload(index))
     emit({"value": SIZES.n_small / (time.perf_counter() - start), "unit": "files/s"})
+
+
+def smallreadback(root: str) -> None:
+    """Read back what smallcreate wrote, kernel caches dropped, every byte checked: what a user does next, and
+    where a write-back bug shows."""
+    drop_caches()
+    directory = os.path.join(root, SCRATCH, "small")
+    bad: list[str] = []
+    start = time.perf_counter()
+    for index in range(SIZES.n_small):
+        with open(os.path.join(directory, f"s{index:04d}"), "rb") as handle:
+            got = handle.read()
+        if got != small_payload(index):
+            bad.append(f"s{index:04d}: {len(got)} bytes" + (", other content" if len(got) == 4096 else ""))
+    elapsed = time.perf_counter() - start
+    if bad:
+        emit({"error": f"{len(bad)}/{SIZES.n_small} files read back wrong, e.g. {bad[0]}"})
+        return
+    emit({"value": SIZES.n_small / elapsed, "unit": "files/s"})
 
 
 def write(root: str) -> None:
@@ -198,7 +219,7 @@ def rename(root: str) -> None:
 
 WORKLOADS: dict[str, Callable[[str], None]] = {
     "seqread": seqread, "randread": randread, "ls": ls, "find": find, "smallread": smallread,
-    "smallcreate": smallcreate, "write": write, "rename": rename,
+    "smallcreate": smallcreate, "smallreadback": smallreadback, "write": write, "rename": rename,
 }
 
 

@@ -74,6 +74,7 @@ def make_rows(sizes: Sizes) -> dict[str, Row]:
         Row("find", f"find over {s.n_dirs} dirs x {s.n_per_dir} files", "s", True, "ListObjectsV2 of the prefix"),
         Row("small_read", f"read {s.n_small} x 4 KiB files", "files/s", direct_label="GET each, one at a time"),
         Row("small_create", f"create {s.n_small} x 4 KiB files", "files/s", direct_label="PUT each, one at a time"),
+        Row("small_readback", "  read them back, checked", "files/s", direct_label="GET each, one at a time"),
         Row("write_default", f"write {s.write_mib} MiB + close, default", "MB/s",
             direct_label="PUT, one request"),
         Row("close_default", "  of which close(), default", "s", True),
@@ -337,6 +338,7 @@ class Bench:
             ("seq_cold", direct.get_single), ("lim_burst", direct.ranged_burst),
             ("lim_ranges", direct.ranged_whole), ("rand4k", direct.rand4k), ("ls", direct.list_ls),
             ("find", direct.list_tree), ("small_read", direct.small_get), ("small_create", direct.small_put),
+            ("small_readback", direct.small_get_back),
             ("write_default", direct.put_single), ("write_stream", direct.put_multipart),
             ("rename", direct.rename_dir),
         ]
@@ -375,15 +377,22 @@ class Bench:
             return {}
         before = self.counter.snapshot()
         env = dict(os.environ, PYTHONPATH=str(HERE))
+        # own process group: fio and anything else the workload starts go with it on timeout or interruption
+        child = subprocess.Popen([sys.executable, str(HERE / "fsload.py"), workload, str(self.mount.point)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
         try:
-            done = subprocess.run([sys.executable, str(HERE / "fsload.py"), workload, str(self.mount.point)],
-                                  capture_output=True, timeout=STEP_TIMEOUT, env=env, check=False)
-            lines = [line for line in done.stdout.decode().splitlines() if line.startswith("{")]
+            out, err = child.communicate(timeout=STEP_TIMEOUT)
+            lines = [line for line in out.decode().splitlines() if line.startswith("{")]
             result: dict[str, Any] = json.loads(lines[-1]) if lines else {
-                "error": (done.stderr.decode().strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]}
+                "error": (err.decode().strip().splitlines() or [f"exit {child.returncode}"])[-1][:200]}
         except subprocess.TimeoutExpired:
+            self.mount.abort()  # first: a child waiting on a hung FUSE request only dies once it is answered
             result = {"error": f"timeout after {STEP_TIMEOUT} s"}
-            self.mount.abort()
+        finally:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.communicate()
         row.s3fuse_ops, row.s3fuse_bytes = Counter.delta(before, self.counter.snapshot())
         if "error" in result:
             row.s3fuse_error = result["error"]
@@ -393,14 +402,15 @@ class Bench:
         return result
 
     def group(self, keys: list[str], body: Callable[[], None]) -> None:
-        """A run of steps on one mount; a failed mount marks the steps that did not run."""
+        """A run of steps on one mount; a failed mount (or harness step) marks the steps that did not run."""
         try:
             body()
-        except MountError as exc:
-            warn(str(exc))
+        except Exception as exc:  # the report must still come out; the message says what failed
+            message = str(exc) if isinstance(exc, MountError) else f"{type(exc).__name__}: {exc}"[:200]
+            warn(message)
             for key in keys:
                 if self.rows[key].s3fuse is None and not self.rows[key].s3fuse_error:
-                    self.rows[key].s3fuse_error = str(exc)
+                    self.rows[key].s3fuse_error = message
 
     def write_step(self, key: str, close_key: str) -> None:
         result = self.fs_step(key, "write")
@@ -433,7 +443,10 @@ class Bench:
             self.fs_step("ls", "ls")
             self.fs_step("find", "find")
             self.fs_step("small_read", "smallread")
-            self.fs_step("small_create", "smallcreate")
+            if "error" not in self.fs_step("small_create", "smallcreate"):
+                self.fs_step("small_readback", "smallreadback")
+            else:
+                self.rows["small_readback"].s3fuse_error = "nothing created"
             self.checker(lambda c: direct.delete_prefix(c, SCRATCH))
             self.write_step("write_default", "close_default")
 
@@ -449,7 +462,8 @@ class Bench:
         try:
             self.group(["seq_cold", "seq_warm", "seq_warm_remount"], reads)
             self.group(["rand4k"], random_reads)
-            self.group(["ls", "find", "small_read", "small_create", "write_default", "close_default"], metadata)
+            self.group(["ls", "find", "small_read", "small_create", "small_readback", "write_default", "close_default"],
+                       metadata)
             self.group(["write_stream", "close_stream"], streaming_write)
             self.group(["rename"], rename)
         finally:
