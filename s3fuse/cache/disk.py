@@ -26,25 +26,24 @@ class DiskCache:
 
     def _get(self, key: Any, expected_length: int) -> bytes | None:
         try:
-            stored = self.cache.get(key)
+            data, checksum = self.cache.get(key, tag=True)
         except (OSError, diskcache.Timeout) as exc:
             log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
             return None
-        if stored is None:
+        if data is None:
             return None
-        checksum, data = stored
-        if len(data) != expected_length or zlib.crc32(data) != checksum:
+        if not isinstance(data, bytes) or len(data) != expected_length or zlib.crc32(data) != checksum:
             log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
             self.cache.delete(key)
             return None
-        return bytes(data)
+        return data
 
     async def put(self, key: Any, data: bytes) -> None:
         await trio.to_thread.run_sync(self._put, key, data)
 
     def _put(self, key: Any, data: bytes) -> None:
         try:
-            self.cache.set(key, (zlib.crc32(data), data))
+            self.cache.set(key, data, tag=zlib.crc32(data))  # bytes are stored as a plain file, no pickling
         except (OSError, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
             log.warning("disk cache write failed (%s); serving without caching", exc)
 
