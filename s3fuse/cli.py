@@ -12,6 +12,7 @@ from pathlib import Path
 
 from s3fuse import config as configuration
 from s3fuse import daemon, selfcheck
+from s3fuse.web import server
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,23 @@ def default_log_file(mountpoint: str) -> str:
     return str(directory / f"{name}.log")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, mount_flags: bool = True) -> None:
     parser.add_argument("--conf", help="directory holding alluxio-site.properties (else $S3FUSE_CONF_DIR, "
                                        "else /etc/s3fuse)")
     parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                         help="a mount option or property; highest precedence")
     parser.add_argument("-D", dest="defines", action="append", default=[], metavar="KEY=VALUE",
                         help="a property, above the site file and below --option")
-    parser.add_argument("--readonly", action="store_true", help="mount read-only")
-    parser.add_argument("--shared", action="store_true", help="every user gets rwx (mode 0777)")
+    if mount_flags:
+        parser.add_argument("--readonly", action="store_true", help="mount read-only")
+        parser.add_argument("--shared", action="store_true", help="every user gets rwx (mode 0777)")
 
 
 def build_config(args: argparse.Namespace, source: str | None) -> configuration.Config:
     overrides: dict[str, object] = {}
-    if args.readonly:
+    if getattr(args, "readonly", False):
         overrides["readonly"] = True
-    if args.shared:
+    if getattr(args, "shared", False):
         overrides["shared"] = True
     if source:
         configuration.split_ufs(source)
@@ -75,6 +77,45 @@ def mount_command(args: argparse.Namespace) -> int:
     return daemon.daemonize(request, args.log_file or default_log_file(args.mountpoint))
 
 
+def cleanup_command(args: argparse.Namespace) -> int:
+    """Abort stale multipart uploads under s3://BUCKET/DIR once; a daemon's uploads in flight are kept."""
+    config = build_config(args, args.source)
+    uploads = server.fetch_uploads(config.web_bind_host, config.web_port)
+    if uploads is None:
+        print(f"s3fuse cleanup: no s3fuse daemon answered on {config.web_bind_host}:{config.web_port}; the uploads "
+              "of a daemon elsewhere are protected only by the clean age", file=sys.stderr)
+    protected = {str(u.get("upload_id")) for u in uploads or []}
+    try:
+        aborted = daemon.cleanup_once(config, protected)
+    except daemon.StartupError as exc:
+        print(f"s3fuse cleanup: {exc}", file=sys.stderr)
+        return 1
+    for item in aborted:
+        print(f"aborted s3://{item.bucket}/{item.key} (upload {item.upload_id}, initiated "
+              f"{item.initiated.isoformat(timespec='seconds')})")
+    print(f"{len(aborted)} stale multipart upload(s) aborted under {config.root_ufs} (older than "
+          f"{config.clean_age:g} s{f'; {len(protected)} in flight kept' if protected else ''})")
+    return 0
+
+
+def format_command(args: argparse.Namespace) -> int:
+    config = configuration.load(args.conf, args.defines, args.option)
+
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print(f"{question}\ns3fuse format: not a terminal: add --yes to confirm", file=sys.stderr)
+            return False
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+    return selfcheck.format_cache(config.cache_dirs, confirm)
+
+
+def unmount_command(args: argparse.Namespace) -> int:
+    return daemon.stop(os.path.abspath(args.mountpoint), args.pid, args.timeout)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="s3fuse", description="Mount S3 as a POSIX filesystem (Alluxio-style "
                                                               "configuration).")
@@ -94,6 +135,26 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("runTests", help="write, read back and verify files through a mount")
     check.add_argument("mountpoint")
     check.set_defaults(run=lambda args: selfcheck.run_tests(args.mountpoint))
+
+    unmount = commands.add_parser("unmount", aliases=["umount"], help="stop a mount cleanly: no new changes, "
+                                  "finish uploads in flight, unmount; returns when the daemon has exited")
+    unmount.add_argument("--pid", type=int, help="the daemon's process id (systemd: $MAINPID); else it is looked "
+                                                 "up by mount point")
+    unmount.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the daemon (300)")
+    unmount.add_argument("mountpoint")
+    unmount.set_defaults(run=unmount_command)
+
+    cleanup = commands.add_parser("cleanup", help="abort stale multipart uploads (older than "
+                                  "alluxio.underfs.s3.intermediate.upload.clean.age) under s3://BUCKET/DIR")
+    add_config_arguments(cleanup, mount_flags=False)
+    cleanup.add_argument("source", nargs="?", help="s3://BUCKET/DIR (else alluxio.master.mount.table.root.ufs)")
+    cleanup.set_defaults(run=cleanup_command)
+
+    fmt = commands.add_parser("format", help="empty the local block cache and metadata overlay (after "
+                              "confirmation)")
+    add_config_arguments(fmt, mount_flags=False)
+    fmt.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    fmt.set_defaults(run=format_command)
 
     template = commands.add_parser("template", help="print conf/alluxio-site.properties.template")
     template.set_defaults(run=lambda args: print(configuration.template(), end="") or 0)
