@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ from common import BUCKET, REN_PREFIX, SCRATCH, Sizes, warn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+SOURCE = Path(os.environ.get("S3FUSE_SRC", str(REPO)))  # the s3fuse tree measured (bench/run puts it on PYTHONPATH)
 SIZES = Sizes()
 STEP_TIMEOUT = int(os.environ.get("STEP_TIMEOUT", "900"))
 BACKEND = os.environ.get("BACKEND", "moto-fast")
@@ -242,7 +244,15 @@ class S3fuseMount:
         if done.returncode != 0 or not self.mounted():
             message = (done.stderr.decode().strip() or f"exit {done.returncode}").splitlines()[-1]
             self.abort()
-            raise MountError(f"mount failed: {message}")
+            raise MountError(f"mount failed: {self.last_log_line() or message}")
+
+    def last_log_line(self) -> str:
+        """The daemon log's last line (cli.default_log_file's naming): why a mount died, for the table."""
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", str(self.point).strip("/")) + ".log"
+        with contextlib.suppress(OSError):
+            lines = [line.strip() for line in (self.logs / name).read_text().splitlines() if line.strip()]
+            return lines[-1].lstrip("| ")[:160] if lines else ""
+        return ""
 
     def device(self) -> str | None:
         """major:minor of the FUSE mount on our mount point, from mountinfo (a stat could hang on a dead mount)."""
@@ -513,13 +523,13 @@ def run_peers(logs: Path) -> dict[str, Any]:
 
 def describe_run(server: Any) -> dict[str, Any]:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=False)
+        done = subprocess.run(["git", "-C", str(SOURCE), *args], capture_output=True, check=False)
         return done.stdout.decode().strip()
 
     return {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain", "s3fuse")
-                                                          else ""),
+        "source": str(SOURCE),
+        "commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain", "s3fuse") else ""),
         "backend": getattr(server, "name", BACKEND), "cpus": os.cpu_count(),
         "load_before": os.getloadavg()[0], "kernel": os.uname().release, "sizes": SIZES.as_dict(),
         "step_timeout": STEP_TIMEOUT,

@@ -56,10 +56,12 @@ def tables(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     values = []
     for row in rows:
         mine = number(row["s3fuse"], row["unit"]) if not row["s3fuse_error"] else f"n/a (error: {row['s3fuse_error']})"
+        if len(mine) > 90:
+            mine = mine[:87] + "..."
         if row["key"].startswith("lim_"):
             mine = ""
         theirs = number(row["direct"], row["unit"]) if not row["direct_error"] else f"n/a ({row['direct_error']})"
-        values.append([row["label"], row["unit"], mine[:70], theirs[:40], ratio(row), row["direct_label"]])
+        values.append([row["label"], row["unit"], mine, theirs[:40], ratio(row), row["direct_label"]])
     requests = []
     for row in rows:
         if row["key"].startswith(("close_", "lim_")):
