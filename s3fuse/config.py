@@ -126,9 +126,25 @@ MAPPING = Form(parse_mapping, "pairs such as id1=user1;id2=user2")
 LIST = Form(parse_list, "a comma-separated list")
 
 
-def prop(name: str, form: Form, default: str, doc: str) -> Any:
-    """A `Config` field bound to an Alluxio property; `default` is written as a user would write it."""
-    return field(default=form.parse(default), metadata={"name": name, "form": form, "text": default, "doc": doc})
+SIGNERS = {"": "s3v4", "AWSS3V4SignerType": "s3v4", "AWS4SignerType": "s3v4", "S3SignerType": "s3"}
+
+
+def parse_signer(text: str) -> str:
+    """The AWS SDK signer names Alluxio passes through; an unknown one is an error, not a silent SigV4."""
+    value = text.strip()
+    if value not in SIGNERS:
+        raise ValueError(text)
+    return value
+
+
+SIGNER = Form(parse_signer, "S3SignerType (signature v2) or AWSS3V4SignerType (v4)")
+
+
+def prop(name: str, form: Form, default: str, doc: str, aliases: tuple[str, ...] = ()) -> Any:
+    """A `Config` field bound to an Alluxio property; `default` is written as a user would write it. `aliases`
+    are older names Alluxio also reads (`s3a.accessKeyId` for `aws.accessKeyId`)."""
+    return field(default=form.parse(default), metadata={"name": name, "form": form, "text": default, "doc": doc,
+                                                         "aliases": aliases})
 
 
 # ---------------------------------------------------------------------------------------------- the settings
@@ -144,48 +160,57 @@ class Config:
     readonly: bool = prop("alluxio.master.mount.table.root.readonly", BOOL, "false",
                           "Mount read-only: every change is EROFS and no PUT/POST/DELETE is sent")
     shared: bool = prop("alluxio.master.mount.table.root.shared", BOOL, "false",
-                        "Every local user gets rwx on the mount (mode 0777)")
+                        "Every local user gets rwx on the mount (mode 0777, with allow_other)")
     # credentials
-    access_key: str = prop("aws.accessKeyId", STR, "", "S3 access key id")
-    secret_key: str = prop("aws.secretKey", STR, "", "S3 secret access key")
+    access_key: str = prop("aws.accessKeyId", STR, "",
+                           "S3 access key id; with aws.secretKey it wins over the environment, the profile file "
+                           "and the instance profile", aliases=("s3a.accessKeyId",))
+    secret_key: str = prop("aws.secretKey", STR, "", "S3 secret access key (never logged)",
+                           aliases=("s3a.secretKey",))
     # connection
     endpoint: str = prop("alluxio.underfs.s3.endpoint", STR, "",
-                         "S3 endpoint, host:port or URL (empty: AWS S3 for the region)")
+                         "S3 endpoint: host:port, or a URL http(s)://host:port (empty: AWS S3 for the region)")
     region: str = prop("alluxio.underfs.s3.endpoint.region", STR, "",
-                       "Region used for signing (empty: us-east-1)")
+                       "Region requests are signed for (empty: us-east-1)", aliases=("alluxio.underfs.s3.region",))
     secure_http: bool = prop("alluxio.underfs.s3.secure.http.enabled", BOOL, "false",
-                             "Use https when the endpoint has no scheme")
+                             "Use https for an endpoint given as host:port")
     path_style: bool = prop("alluxio.underfs.s3.disable.dns.buckets", BOOL, "false",
-                            "Path-style requests (http://host/bucket/key) instead of virtual-host style")
-    proxy_host: str = prop("alluxio.underfs.s3.proxy.host", STR, "", "HTTP proxy host for every S3 request")
-    proxy_port: int = prop("alluxio.underfs.s3.proxy.port", INT, "0", "HTTP proxy port")
-    signer: str = prop("alluxio.underfs.s3.signer.algorithm", STR, "",
-                       "Request signer: S3SignerType for AWS signature v2 (empty: v4)")
+                            "Path-style requests (http://host/bucket/key) instead of virtual-host style "
+                            "(http://bucket.host/key; an IP endpoint always gets path style)")
+    proxy_host: str = prop("alluxio.underfs.s3.proxy.host", STR, "",
+                           "HTTP proxy every S3 request goes through (empty: none)")
+    proxy_port: int = prop("alluxio.underfs.s3.proxy.port", INT, "0", "Port of that HTTP proxy (0: 80)")
+    signer: str = prop("alluxio.underfs.s3.signer.algorithm", SIGNER, "",
+                       "S3SignerType: AWS signature version 2 (empty or AWSS3V4SignerType: version 4)")
     sse: bool = prop("alluxio.underfs.s3.server.side.encryption.enabled", BOOL, "false",
-                     "Ask for SSE-S3 (AES256) on every object written")
-    ca_bundle: str = prop("aws.caBundle", STR, "", "CA bundle file to verify an https endpoint (empty: system)")
+                     "SSE-S3 (AES256) on every PUT, multipart upload and copy; also forces https")
+    ca_bundle: str = prop("aws.caBundle", STR, "",
+                          "CA certificates (PEM file) that verify an https endpoint (empty: $AWS_CA_BUNDLE, else "
+                          "the system's)")
     socket_timeout: float = prop("alluxio.underfs.s3.socket.timeout", DURATION, "50sec",
-                                 "Time to wait for data on an open connection")
+                                 "Longest wait for a connection (at most 10sec) or for the next bytes on it")
     request_timeout: float = prop("alluxio.underfs.s3.request.timeout", DURATION, "1min",
-                                  "Time to wait for a connection to be established")
+                                  "Deadline of each request attempt, its answer's body included (0: none)")
     max_error_retry: int = prop("alluxio.underfs.s3.max.error.retry", INT, "3",
-                                "Retries of a failed request (throttling, 5xx, resets) before it fails")
+                                "Retries of a failed request (throttling, 5xx, resets, timeouts) before it fails")
     admin_threads: int = prop("alluxio.underfs.s3.admin.threads.max", INT, "20",
-                              "Concurrent metadata requests (list, head, delete)")
+                              "Concurrent metadata requests (list, head, copy, delete, multipart bookkeeping)")
     threads: int = prop("alluxio.underfs.s3.threads.max", INT, "40",
-                        "Connections in the S3 client pool; concurrent ranged GETs")
+                        "Concurrent S3 requests in all, the connection pool (raised to admin + upload threads "
+                        "when lower)")
     upload_threads: int = prop("alluxio.underfs.s3.upload.threads.max", INT, "20",
-                               "Concurrent multipart part uploads")
+                               "Concurrent writes of object data (PUT, multipart parts)")
     service_threads: int = prop("alluxio.underfs.object.store.service.threads", INT, "20",
-                                "Concurrent copies and deletes of a directory rename or delete")
+                                "Concurrent copies of a directory rename (one per key)")
     list_v1: bool = prop("alluxio.underfs.s3.list.objects.v1", BOOL, "false", "Use ListObjects (v1)")
     # identity
     inherit_acl: bool = prop("alluxio.underfs.s3.inherit.acl", BOOL, "true",
-                             "Derive owner and mode from the bucket ACL")
+                             "Owner and mode from the bucket ACL (false: no ACL request, default.mode applies)")
     default_mode: int = prop("alluxio.underfs.s3.default.mode", MODE, "0700",
-                             "Mode when the ACL is not read")
-    owner_mapping: tuple[tuple[str, str], ...] = prop("alluxio.underfs.s3.owner.id.to.username.mapping", MAPPING, "",
-                                            "S3 canonical id to local user name: id1=user1;id2=user2")
+                             "Mode of every file and directory when inherit.acl=false or the ACL is unreadable")
+    owner_mapping: tuple[tuple[str, str], ...] = prop(
+        "alluxio.underfs.s3.owner.id.to.username.mapping", MAPPING, "",
+        "S3 canonical user id to local user name: id1=user1;id2=user2")
     # writes
     tmp_dirs: tuple[str, ...] = prop("alluxio.tmp.dirs", LIST, "/tmp",
                                      "Where files are staged before upload")
@@ -216,6 +241,13 @@ class Config:
     # service
     web_port: int = prop("alluxio.master.web.port", INT, "19999", "Status page and /metrics port (0: off)")
     web_bind_host: str = prop("alluxio.master.web.bind.host", STR, "127.0.0.1", "Status page address")
+    # where each explicitly set property came from (property name, origin): the credential log line names it
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    def origin(self, name: str) -> str:
+        """`/etc/s3fuse/alluxio-site.properties:3`, `-D aws.accessKeyId`, `option aws.accessKeyId`, or "" for a
+        default."""
+        return dict(self.origins).get(name, "")
 
     @property
     def bucket(self) -> str:
@@ -232,6 +264,7 @@ def settings() -> list[dataclasses.Field[Any]]:
 
 
 PROPERTY_FIELDS: Mapping[str, dataclasses.Field[Any]] = {f.metadata["name"]: f for f in settings()}
+ALIASES: Mapping[str, str] = {alias: f.metadata["name"] for f in settings() for alias in f.metadata["aliases"]}
 
 
 def split_ufs(uri: str) -> tuple[str, str]:
@@ -297,8 +330,9 @@ def build(sources: Iterable[Mapping[str, Setting]], **overrides: Any) -> Config:
         for key, setting in source.items():
             if key.startswith(ROOT_OPTION_PREFIX):  # Alluxio's root mount options name the same properties
                 key = key[len(ROOT_OPTION_PREFIX):]
-            merged[key] = setting
+            merged[ALIASES.get(key, key)] = setting
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for key, setting in merged.items():
         bound = PROPERTY_FIELDS.get(key)
         if bound is None:
@@ -313,11 +347,33 @@ def build(sources: Iterable[Mapping[str, Setting]], **overrides: Any) -> Config:
         except ValueError:
             raise ConfigError(
                 f"{setting.origin}: {key}={setting.value!r}: expected {form.expected}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    config = Config(**values)
+        origins[key] = setting.origin
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            origins[_property_of(name)] = "command line"
+    config = Config(**values, origins=tuple(sorted(origins.items())))
+    check(config)
+    return config
+
+
+def _property_of(field_name: str) -> str:
+    return next((f.metadata["name"] for f in settings() if f.name == field_name), field_name)
+
+
+def check(config: Config) -> None:
+    """Combinations no single value shows wrong; each message names where the values came from."""
     if config.root_ufs:
         split_ufs(config.root_ufs)
-    return config
+    if bool(config.access_key) != bool(config.secret_key):
+        given, missing = ("aws.accessKeyId", "aws.secretKey") if config.access_key else \
+            ("aws.secretKey", "aws.accessKeyId")
+        raise ConfigError(f"{config.origin(given)}: {given} is set but {missing} is not: give both (or neither, "
+                          "to use the environment, ~/.aws/credentials or the instance profile)")
+    if config.sse and config.endpoint.strip().lower().startswith("http://"):
+        raise ConfigError(f"{config.origin('alluxio.underfs.s3.endpoint')}: alluxio.underfs.s3.endpoint is http "
+                          "but alluxio.underfs.s3.server.side.encryption.enabled=true requires https: use https:// "
+                          "or host:port")
 
 
 def load(conf: str | None = None, defines: Iterable[str] = (), options: Iterable[str] = (),
@@ -339,8 +395,11 @@ def load(conf: str | None = None, defines: Iterable[str] = (), options: Iterable
 def template() -> str:
     """The text of conf/alluxio-site.properties.template: every property, its default and what it does."""
     lines = ["# s3fuse configuration: copy to alluxio-site.properties and uncomment what you change.",
-             "# Sizes take B/KB/MB/GB/TB; durations ms/sec/min/hour/day (a bare number is ms).", ""]
+             "# Sizes take B/KB/MB/GB/TB; durations ms/sec/min/hour/day (a bare number is ms).",
+             "# Precedence: mount option (--option/-o) > -D on the command line > this file > the default.", ""]
     for f in settings():
-        lines.append(f"# {f.metadata['doc']}")
+        aliases = f.metadata["aliases"]
+        also = f" (also read as {', '.join(aliases)})" if aliases else ""
+        lines.append(f"# {f.metadata['doc']}{also}")
         lines.append(f"#{f.metadata['name']}={f.metadata['text']}")
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiobotocore.session
+import aiohttp
 import trio
 import trio_asyncio
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 
-from s3fuse.config import Config
+from s3fuse.config import SIGNERS, Config
 from s3fuse.s3 import credentials
 from s3fuse.s3.errors import S3Error, translate
 
@@ -55,8 +58,12 @@ class ListPage:
     next_token: str | None
 
 
+CONNECT_TIMEOUT = 10.0  # the AWS SDK for Java's connection timeout, which Alluxio does not change
+
+
 def endpoint_url(config: Config) -> str | None:
-    """`host:port` gets a scheme from `alluxio.underfs.s3.secure.http.enabled`; a URL is used as it is."""
+    """`host:port` gets https when `alluxio.underfs.s3.secure.http.enabled` or SSE asks for it (as in Alluxio),
+    else http; a URL is used as it is (config.py refuses an http:// URL with SSE)."""
     endpoint = config.endpoint.strip()
     if not endpoint:
         return None
@@ -65,23 +72,60 @@ def endpoint_url(config: Config) -> str | None:
     return f"{'https' if config.secure_http or config.sse else 'http'}://{endpoint}"
 
 
+def total_threads(config: Config) -> int:
+    """`threads.max` bounds all requests; like Alluxio it is raised to admin + upload threads when lower, so
+    metadata and uploads can each use their whole share at once."""
+    return max(config.threads, config.admin_threads + config.upload_threads, 1)
+
+
+def session_class(request_timeout: float) -> type[Any]:
+    """aiobotocore's HTTP session with a deadline on every attempt, answer body included: what the AWS SDK's
+    request timeout (`alluxio.underfs.s3.request.timeout`) does; botocore itself only has socket timeouts."""
+
+    class TimedSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore has no type hints
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            socket_timeouts: aiohttp.ClientTimeout = getattr(self, "_timeout")  # noqa: B009 - untyped base
+            self._timeout = aiohttp.ClientTimeout(total=request_timeout or None,
+                                                  sock_connect=socket_timeouts.sock_connect,
+                                                  sock_read=socket_timeouts.sock_read)
+
+    return TimedSession
+
+
 def client_config(config: Config) -> AioConfig:
     proxies = {}
     if config.proxy_host:
         proxy = f"http://{config.proxy_host}:{config.proxy_port or 80}"
         proxies = {"http": proxy, "https": proxy}
+    socket_timeout = config.socket_timeout or None  # 0: no limit, as in the AWS SDK
     return AioConfig(
         region_name=config.region or "us-east-1",
-        signature_version="s3" if config.signer == "S3SignerType" else "s3v4",
+        signature_version=SIGNERS[config.signer],
         s3={"addressing_style": "path" if config.path_style else "virtual"},
-        connect_timeout=config.request_timeout,
-        read_timeout=config.socket_timeout,
-        max_pool_connections=max(config.threads, config.upload_threads, config.admin_threads),
+        connect_timeout=min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT),
+        read_timeout=socket_timeout,
+        max_pool_connections=total_threads(config),
         retries={"max_attempts": config.max_error_retry + 1, "mode": "standard"},
         proxies=proxies or None,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        http_session_cls=session_class(config.request_timeout),
     )
+
+
+def bucket_slash(bucket: str) -> Callable[..., None]:
+    """SigV2 with path style: sign a bucket-level request as `/bucket/`, not `/bucket`. Both mean the bucket, but
+    Ceph RGW (16) computes the string to sign with the slash and answers SignatureDoesNotMatch (or 403) to
+    botocore's form; AWS and moto accept either."""
+    bare = "/" + urllib.parse.quote(bucket)
+
+    def handler(request: Any, **_: Any) -> None:
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.path == bare and not (parts.hostname or "").startswith(f"{bucket}."):
+            request.url = urllib.parse.urlunsplit(parts._replace(path=bare + "/"))
+
+    return handler
 
 
 class S3Client:
@@ -91,11 +135,16 @@ class S3Client:
         self.config = config
         self.bucket = bucket
         self.requests: Counter[str] = Counter()
+        self.credential_source = ""
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
-        self._admin = trio.CapacityLimiter(max(1, config.admin_threads))
-        self._data = trio.CapacityLimiter(max(1, config.threads))
-        self.upload_limiter = trio.CapacityLimiter(max(1, config.upload_threads))
+        total = total_threads(config)
+        if total > config.threads:
+            log.warning("alluxio.underfs.s3.threads.max=%d is less than admin threads (%d) + upload threads (%d): "
+                        "using %d", config.threads, config.admin_threads, config.upload_threads, total)
+        self._total = trio.CapacityLimiter(total)  # every request
+        self._admin = trio.CapacityLimiter(max(1, config.admin_threads))  # metadata requests
+        self.upload_limiter = trio.CapacityLimiter(max(1, config.upload_threads))  # PUT and part uploads
         self.request_hooks: list[Callable[[str], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -105,12 +154,16 @@ class S3Client:
 
     async def _open(self) -> None:
         session = aiobotocore.session.get_session()
-        resolved = credentials.resolve(self.config)
+        resolved = await credentials.resolve(self.config, session)
+        self.credential_source = resolved.source
         verify: str | bool | None = self.config.ca_bundle or None
+        client_config_ = client_config(self.config)
         self._client = await self._stack.enter_async_context(session.create_client(
-            "s3", endpoint_url=endpoint_url(self.config), config=client_config(self.config), verify=verify,
-            **resolved))
+            "s3", endpoint_url=endpoint_url(self.config), config=client_config_, verify=verify,
+            **resolved.client_kwargs))
         self._client.meta.events.register("before-call.s3", self._count)
+        if client_config_.signature_version == "s3":
+            self._client.meta.events.register("before-sign.s3", bucket_slash(self.bucket))
 
     def _count(self, model: Any, **_: Any) -> None:
         self.requests[model.name] += 1
@@ -122,14 +175,18 @@ class S3Client:
 
     # -- the bridge ------------------------------------------------------------------------------------------
 
-    async def _call(self, limiter: trio.CapacityLimiter, operation: str, key: str,
+    async def _call(self, limiter: trio.CapacityLimiter | None, operation: str, key: str,
                     request: Callable[[], Awaitable[T]]) -> T:
-        async with limiter:
+        """One request: first a slot of its kind (metadata, upload; a GET has none), then one of all requests."""
+        async with contextlib.AsyncExitStack() as slots:
+            if limiter is not None:
+                await slots.enter_async_context(limiter)
+            await slots.enter_async_context(self._total)
             try:
                 result: T = await trio_asyncio.aio_as_trio(request)()
                 return result
             except Exception as exc:  # every failure leaves this layer as an S3Error
-                raise translate(exc, operation, f"s3://{self.bucket}/{key}") from exc
+                raise translate(exc, operation, f"s3://{self.bucket}/{key}", self.credential_source) from exc
 
     # -- metadata --------------------------------------------------------------------------------------------
 
@@ -184,7 +241,7 @@ class S3Client:
             if len(data) != end - start:  # a truncated body is an error, never data
                 raise S3Error(5, f"GetObject {key}: short body ({len(data)} bytes for {start}-{end})", "Short")
             return data
-        return await self._call(self._data, "GetObject", key, request)
+        return await self._call(None, "GetObject", key, request)
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None,
                   content_type: str = "") -> str:
@@ -192,7 +249,7 @@ class S3Client:
             kwargs = self._write_args(key, metadata, content_type)
             reply = await self._client.put_object(Body=body, **kwargs)
             return str(reply.get("ETag", "")).strip('"')
-        return await self._call(self._data, "PutObject", key, request)
+        return await self._call(self.upload_limiter, "PutObject", key, request)
 
     async def put_file(self, key: str, path: Path, metadata: Mapping[str, str] | None = None,
                        content_type: str = "") -> str:
@@ -250,8 +307,7 @@ class S3Client:
                                       "PartNumber": number, "Body": body}
             reply = await self._client.upload_part(**kwargs)
             return str(reply["ETag"])
-        async with self.upload_limiter:
-            return await self._call(self._data, "UploadPart", key, request)
+        return await self._call(self.upload_limiter, "UploadPart", key, request)
 
     async def copy_part(self, source: str, key: str, upload_id: str, number: int, start: int,
                         end: int) -> str:
@@ -260,7 +316,7 @@ class S3Client:
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
                 CopySource={"Bucket": self.bucket, "Key": source}, CopySourceRange=f"bytes={start}-{end - 1}")
             return str(reply["CopyPartResult"]["ETag"])
-        return await self._call(self._data, "UploadPartCopy", key, request)
+        return await self._call(self.upload_limiter, "UploadPartCopy", key, request)
 
     async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> str:
         """The new object's ETag; some servers (Ceph RGW 16) answer none, so then it is read back by HEAD."""

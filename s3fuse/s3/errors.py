@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 
 import aiohttp
 import botocore.exceptions
@@ -20,20 +21,25 @@ class S3Error(OSError):
         self.s3_code = s3_code
 
 
+# What the Alluxio guide says to check after a 403 ("Why is 403 Access Denied Error Returned"); `{credentials}`
+# becomes the source the credentials came from, so the operator knows which one to check.
+ACCESS_HINT = ("check 1. the credentials ({credentials}) and 2. that this AWS user may access the bucket and its "
+               "objects (IAM policy, bucket policy, bucket ACL)")
+
 # S3 error code (or HTTP status as text) -> errno and what the operator should check.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
     "NoSuchKey": (errno.ENOENT, ""),
     "404": (errno.ENOENT, ""),
     "NotFound": (errno.ENOENT, ""),
     "NoSuchBucket": (errno.ENOENT, "check the bucket name in the S3 URI and that it exists at the endpoint"),
-    "AccessDenied": (errno.EACCES, "check the credentials (aws.accessKeyId/aws.secretKey or the credential "
-                                   "chain) and the bucket/object permissions granted to them"),
-    "403": (errno.EACCES, "check the credentials (aws.accessKeyId/aws.secretKey or the credential chain) and "
-                          "the bucket/object permissions granted to them"),
-    "Forbidden": (errno.EACCES, "check the credentials and the bucket/object permissions"),
-    "InvalidAccessKeyId": (errno.EACCES, "the access key id is not known to the server: check aws.accessKeyId"),
-    "SignatureDoesNotMatch": (errno.EACCES, "the secret key does not match the access key: check aws.secretKey"
-                                            " (and alluxio.underfs.s3.signer.algorithm)"),
+    "AccessDenied": (errno.EACCES, ACCESS_HINT),
+    "403": (errno.EACCES, ACCESS_HINT),
+    "Forbidden": (errno.EACCES, ACCESS_HINT),
+    "InvalidAccessKeyId": (errno.EACCES, "the server does not know this access key: " + ACCESS_HINT),
+    "InvalidClientTokenId": (errno.EACCES, "the server does not know this access key or token: " + ACCESS_HINT),
+    "SignatureDoesNotMatch": (errno.EACCES, "the secret key does not match the access key (or the server wants "
+                                            "another alluxio.underfs.s3.signer.algorithm): " + ACCESS_HINT),
+    "ExpiredToken": (errno.EACCES, "the session token has expired: " + ACCESS_HINT),
     "AllAccessDisabled": (errno.EACCES, "the bucket denies all access"),
     "PreconditionFailed": (errno.ESTALE, "the object changed while it was read; it is read again"),
     "412": (errno.ESTALE, "the object changed while it was read; it is read again"),
@@ -49,12 +55,32 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "NoSuchUpload": (errno.EIO, "the multipart upload was aborted, perhaps by a cleanup"),
 }
 
+DEFAULT_CREDENTIALS = "aws.accessKeyId/aws.secretKey or the credential chain"
 CONNECTION_HINT = ("check alluxio.underfs.s3.endpoint, the network and any proxy; timeouts are "
                    "alluxio.underfs.s3.request.timeout and alluxio.underfs.s3.socket.timeout")
 
 
-def translate(exc: BaseException, operation: str, key: str) -> S3Error:
-    """Turn any failure of one request into an S3Error, logging once what went wrong and what to do."""
+REPEAT_WINDOW = 60.0  # seconds during which the same failure is not logged again
+_logged: dict[str, float] = {}
+
+
+def log_once(level: int, message: str) -> None:
+    """One log line per failure, not per request: the kernel retries a failed read, readers retry, a prefetch
+    window fails block by block; repeats within a minute go to debug."""
+    now = time.monotonic()
+    last = _logged.get(message)
+    if last is not None and now - last < REPEAT_WINDOW:
+        log.debug("again: %s", message)
+        return
+    if len(_logged) > 1000:
+        _logged.clear()
+    _logged[message] = now
+    log.log(level, "%s", message)
+
+
+def translate(exc: BaseException, operation: str, key: str, credentials: str = "") -> S3Error:
+    """Turn any failure of one request into an S3Error, logging once what went wrong and what to do.
+    `credentials` describes where the credentials came from (credentials.py), for the hint of a 403."""
     if isinstance(exc, S3Error):
         return exc
     if isinstance(exc, botocore.exceptions.ClientError):
@@ -66,17 +92,17 @@ def translate(exc: BaseException, operation: str, key: str) -> S3Error:
             hint = "the server answered an error; see its message"
         message = f"{operation} {key}: {code or status} {error.get('Message', '')}".strip()
         if hint:
-            message = f"{message} -- {hint}"
+            message = f"{message} -- {hint.format(credentials=credentials or DEFAULT_CREDENTIALS)}"
         if number != errno.ENOENT:
-            log.warning("%s", message)
+            log_once(logging.WARNING, message)
         return S3Error(number, message, code or status)
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         message = (f"{operation} {key}: no S3 credentials found: set aws.accessKeyId and aws.secretKey, "
                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance profile")
-        log.error("%s", message)
+        log_once(logging.ERROR, message)
         return S3Error(errno.EACCES, message, "NoCredentials")
     if isinstance(exc, botocore.exceptions.BotoCoreError | aiohttp.ClientError | TimeoutError | OSError):
         message = f"{operation} {key}: {type(exc).__name__}: {exc} -- {CONNECTION_HINT}"
-        log.warning("%s", message)
+        log_once(logging.WARNING, message)
         return S3Error(errno.EIO, message, type(exc).__name__)
     raise exc

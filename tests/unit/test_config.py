@@ -58,7 +58,8 @@ def test_precedence_option_over_define_over_file(tmp_path: Path) -> None:
 
 
 def test_root_mount_options_name_the_same_properties(tmp_path: Path) -> None:
-    write_site(tmp_path, "alluxio.master.mount.table.root.option.aws.accessKeyId=ROOTKEY\n")
+    write_site(tmp_path, "alluxio.master.mount.table.root.option.aws.accessKeyId=ROOTKEY\n"
+                         "alluxio.master.mount.table.root.option.aws.secretKey=ROOTSECRET\n")
     assert load(str(tmp_path)).access_key == "ROOTKEY"
 
 
