@@ -17,10 +17,15 @@ import trio
 
 from s3fuse.cache.disk import DiskCache
 from s3fuse.s3.client import S3Client
+from s3fuse.s3.errors import S3Error
 
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, str, str, int]  # bucket, key, etag, block number
+# Failures while the body streams in, after botocore's own retries were done with the request: only these are
+# retried here (retrying what botocore already retried would multiply the time to EIO).
+BODY_FAILURES = frozenset({"Short", "ClientPayloadError", "ResponseStreamingError", "IncompleteReadError",
+                           "ContentLengthError", "TransferEncodingError"})
 
 
 @dataclass
@@ -33,8 +38,10 @@ class Fetch:
 
 
 class BlockCache:
-    def __init__(self, client: S3Client, block_size: int, memory_limit: int, disk: DiskCache | None) -> None:
+    def __init__(self, client: S3Client, block_size: int, memory_limit: int, disk: DiskCache | None,
+                 attempts: int = 4) -> None:
         self.client = client
+        self.attempts = max(1, attempts)
         self.block_size = block_size
         self.memory_limit = max(memory_limit, 2 * block_size)
         self.disk = disk
@@ -107,7 +114,7 @@ class BlockCache:
                 self.hits += 1
             else:
                 self.misses += 1
-                data = await self.client.get_range(key, start, end, etag)
+                data = await self.get_with_retries(key, start, end, etag)
                 fetched = True
             fetch.data = data
             self._keep(bkey, data)
@@ -118,6 +125,19 @@ class BlockCache:
             fetch.done.set()
         if fetched and self.disk is not None:
             await self.disk.put(bkey, fetch.data)
+
+    async def get_with_retries(self, key: str, start: int, end: int, etag: str) -> bytes:
+        """botocore retries failed requests, but not a body cut short after the headers arrived: a reset or a
+        truncated body mid-transfer is retried here, with backoff, before it becomes EIO."""
+        for attempt in range(self.attempts):
+            try:
+                return await self.client.get_range(key, start, end, etag)
+            except S3Error as exc:
+                if exc.s3_code not in BODY_FAILURES or attempt == self.attempts - 1:
+                    raise
+                log.info("GET %s bytes %d-%d failed (%s); retrying", key, start, end, exc)
+                await trio.sleep(0.1 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def prefetch(self, key: str, etag: str, size: int, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block."""

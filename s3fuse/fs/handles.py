@@ -198,6 +198,7 @@ class OpenFile:
 
     def touch(self) -> None:
         self.dirty = True
+        self.recovered = None  # new bytes: a recovery copy made before them is no longer the file
         self.inode.size = self.size
         self.inode.mtime_ns = time.time_ns()
         self.inode.expires = float("inf")  # S3 knows less than we do until the upload
@@ -347,7 +348,8 @@ class OpenFiles:
             return
         async with file.lock:
             try:
-                await file.commit()
+                if file.recovered is None:  # a close that already failed is not retried: its bytes are kept
+                    await file.commit()
             except OSError:
                 pass  # commit logged it and kept the bytes
             finally:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,8 +56,18 @@ class Request:
         return f"{self.method}?"
 
 
-# A fault decides, per request, whether to answer it itself: it returns (status, body) to answer, or None.
-Fault = Callable[[Request], "tuple[int, bytes] | None"]
+@dataclass(frozen=True)
+class Mangle:
+    """Damage the real answer instead of replacing it: `truncate` sends the headers (full Content-Length) and
+    half the body, then drops the connection; `stall` waits `seconds` before answering; `reset` drops the
+    connection without answering."""
+
+    kind: str
+    seconds: float = 0.0
+
+
+# A fault decides, per request: (status, body) to answer in the server's place, a Mangle, or None to relay.
+Fault = Callable[[Request], "tuple[int, bytes] | Mangle | None"]
 
 
 @dataclass
@@ -102,7 +114,15 @@ def handler_for(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
             with proxy.lock:
                 proxy.requests.append(request)
             answer = proxy.fault(request) if proxy.fault else None
-            if answer is not None:
+            mangle = answer if isinstance(answer, Mangle) else None
+            if mangle is not None and mangle.kind == "stall":
+                time.sleep(mangle.seconds)
+            if mangle is not None and mangle.kind == "reset":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if answer is not None and mangle is None:
+                assert isinstance(answer, tuple)
                 status, payload = answer
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))
@@ -124,8 +144,15 @@ def handler_for(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", reply.getheader("Content-Length", "0") if self.command == "HEAD"
                                  else str(len(payload)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if mangle is not None and mangle.kind == "truncate":
+                    self.wfile.write(payload[:len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif self.command != "HEAD":
                     self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
             finally:
                 connection.close()
 
