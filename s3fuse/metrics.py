@@ -84,7 +84,7 @@ class Metrics:
         return generate_latest(self.registry)
 
     def by_operation(self) -> dict[str, OperationStats]:
-        """Per S3 operation: requests, failed ones (non-2xx or no answer) and the mean latency."""
+        """Per S3 operation: requests, 4xx answers, 5xx or no answer, and the mean latency."""
         stats: dict[str, OperationStats] = {}
         for metric in self.requests.collect():
             for sample in metric.samples:
@@ -92,8 +92,10 @@ class Metrics:
                     continue
                 entry = stats.setdefault(sample.labels["operation"], OperationStats())
                 entry.count += int(sample.value)
-                if not sample.labels["result"].startswith("2"):
-                    entry.errors += int(sample.value)
+                if sample.labels["result"] == "4xx":
+                    entry.client_errors += int(sample.value)
+                elif sample.labels["result"] in ("5xx", "failed"):
+                    entry.server_errors += int(sample.value)
         for metric in self.latency.collect():
             for sample in metric.samples:
                 if sample.name.endswith("_sum") and sample.labels["operation"] in stats:
@@ -104,7 +106,8 @@ class Metrics:
 @dataclass
 class OperationStats:
     count: int = 0
-    errors: int = 0
+    client_errors: int = 0  # 4xx: often expected (a HEAD of a name that does not exist)
+    server_errors: int = 0  # 5xx, or no answer after retries
     seconds: float = 0.0
 
     @property

@@ -37,6 +37,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tile small { display: block; color: #5b6b7c; }
 .ok { color: #1a7f37; } .warn { color: #9a6700; } .bad { color: #cf222e; }
 .empty { color: #5b6b7c; font-style: italic; }
+tr.mount td { background: #eaf5ec; }
+tr.mount.stopping td { background: #fff4e0; }
 .bar { background: #e3e7ed; border-radius: 4px; height: 10px; width: 100%; }
 .bar div { background: #2f81f7; border-radius: 4px; height: 10px; }
 svg text { font: 11px system-ui, "DejaVu Sans", sans-serif; fill: #5b6b7c; }
@@ -114,12 +116,14 @@ def render(status: Status) -> str:
     ratio_text = "no reads yet" if ratio is None else f"{ratio:.1%}"
     used = status.cache_bytes / status.cache_limit if status.cache_limit else 0.0
     mounts = "".join(
-        f'<tr class="mount"><td>{e(m.mountpoint)}</td><td>{e(m.source)}</td><td>{e(m.endpoint)}</td>'
+        f'<tr class="{"mount" if m.state == "serving" else "mount stopping"}"><td>{e(m.mountpoint)}</td>'
+        f'<td>{e(m.source)}</td><td>{e(m.endpoint)}</td>'
         f'<td>{"read-only" if m.readonly else "read-write"}</td><td class="num">{m.open_files}</td>'
         f'<td class="{"ok" if m.state == "serving" else "warn"}">{e(m.state)}</td></tr>' for m in status.mounts)
     operations = "".join(
-        f'<tr><td>{e(name)}</td><td class="num">{s.count}</td>'
-        f'<td class="num {"bad" if s.errors else ""}">{s.errors}</td><td class="num">{s.mean_ms:.1f} ms</td></tr>'
+        f'<tr><td>{e(name)}</td><td class="num">{s.count}</td><td class="num">{s.client_errors}</td>'
+        f'<td class="num {"bad" if s.server_errors else ""}">{s.server_errors}</td>'
+        f'<td class="num">{s.mean_ms:.1f} ms</td></tr>'
         for name, s in sorted(status.operations.items()))
     uploads = "".join(f'<tr><td>{e(u.path)}</td><td class="num">{e(size_text(u.size))}</td><td>{e(u.state)}</td></tr>'
                       for u in status.uploads)
@@ -169,8 +173,9 @@ def render(status: Status) -> str:
 <table id="uploads"><tr><th>object</th><th class="num">size</th><th>state</th></tr>
 {uploads or '<tr><td class="empty" colspan="3">none: every written byte is in S3</td></tr>'}</table></section>
 <section><h2>S3 requests</h2>
-<table id="operations"><tr><th>operation</th><th class="num">requests</th><th class="num">failed</th>
-<th class="num">mean latency</th></tr>{operations or '<tr><td class="empty" colspan="4">none yet</td></tr>'}</table>
+<table id="operations"><tr><th>operation</th><th class="num">requests</th><th class="num">4xx</th>
+<th class="num">5xx / no answer</th><th class="num">mean latency</th></tr>
+{operations or '<tr><td class="empty" colspan="5">none yet</td></tr>'}</table>
 </section>
 <section class="wide"><h2>Last errors and warnings</h2>
 <table id="errors"><tr><th>time</th><th>level</th><th>logger</th><th>message</th></tr>

@@ -90,6 +90,44 @@ def helper() -> Path:
     return HELPER
 
 
+HOLDER = r"""
+import ctypes, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+view = memoryview(sys.stdin.buffer.read(int(sys.argv[2])))
+while view:
+    view = view[os.write(fd, view):]
+if sys.argv[3] == "push":  # have the kernel write its cached pages to the daemon now (no flush, no fsync)
+    ctypes.CDLL(None).sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), 2)
+print("written", flush=True)
+sys.stdin.readline()
+try:
+    os.close(fd)
+    print("closed", flush=True)
+except OSError as exc:
+    print(f"close: {exc}", flush=True)
+"""
+
+
+@contextlib.contextmanager
+def held_open(path: Path, data: bytes, push: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process writes `data` to `path` and keeps the file open, neither flushed nor synced, until the
+    block ends. The test process must not hold such a file itself: each subprocess it starts closes a copy of
+    the descriptor, and every close is a FUSE flush, which uploads."""
+    holder = subprocess.Popen([str(BIN / "python"), "-c", HOLDER, str(path), str(len(data)),
+                               "push" if push else "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write(data)
+    holder.stdin.flush()
+    assert holder.stdout.readline() == b"written\n"
+    try:
+        yield holder
+    finally:
+        with contextlib.suppress(OSError):
+            holder.stdin.write(b"close\n")
+            holder.stdin.close()
+        holder.wait(60)
+
+
 # -- mount(8), fstab and the daemon --------------------------------------------------------------------------
 
 
@@ -226,18 +264,16 @@ def test_sigterm_timeout_keeps_the_staged_bytes(mount_factory: MountFactory, tmp
 
 def test_unmount_command_finishes_uploads(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.master.web.port=0")
-    fd = os.open(mounted.path / "pending.txt", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, b"held open by a process")
+    with held_open(mounted.path / "pending.txt", b"held open by a process"):
+        assert s3_bytes(mounted.server, mounted.bucket, "pending.txt") is None
         # `umount` alone fails while a file is open; `s3fuse unmount` stops the daemon cleanly
+        busy = subprocess.run(["umount", str(mounted.path)], capture_output=True, text=True)
+        assert busy.returncode != 0 and os.path.ismount(mounted.path)
         result = subprocess.run([str(BIN / "s3fuse"), "unmount", str(mounted.path)], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, result.stderr + mounted.log_text()
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    assert mounted.process.wait(10) == 0
-    assert s3_bytes(mounted.server, mounted.bucket, "pending.txt") == b"held open by a process"
+        assert mounted.process.wait(10) == 0
+        assert s3_bytes(mounted.server, mounted.bucket, "pending.txt") == b"held open by a process"
 
 
 # -- systemd -------------------------------------------------------------------------------------------------
@@ -310,15 +346,14 @@ def test_unit_exec_start_notifies_ready_once_mounted(s3_server: LocalS3, bucket:
         assert os.path.ismount(mountpoint)
         assert (mountpoint / "ready.txt").read_bytes() == b"ready"
         assert any(s.startswith("STATUS=serving") for s in states)
-        fd = os.open(mountpoint / "unsaved.txt", os.O_WRONLY | os.O_CREAT, 0o644)
-        os.write(fd, b"stop must not lose this")
-        [exec_stop] = unit_lines("ExecStop")
-        stop = expand(exec_stop.replace("$MAINPID", str(process.pid)), instance, mountpoint, env)
-        result = subprocess.run(stop, capture_output=True, text=True, timeout=120, env=env)
-        assert result.returncode == 0, result.stderr + log.read_text()
-        assert process.wait(10) == 0
-        with pytest.raises(OSError):
-            os.close(fd)
+        with held_open(mountpoint / "unsaved.txt", b"stop must not lose this"):
+            assert s3_bytes(s3_server, bucket, "svc/unsaved.txt") is None
+            [exec_stop] = unit_lines("ExecStop")
+            stop = expand(exec_stop.replace("$MAINPID", str(process.pid)), instance, mountpoint, env)
+            result = subprocess.run(stop, capture_output=True, text=True, timeout=120, env=env)
+            assert result.returncode == 0, result.stderr + log.read_text()
+            assert process.wait(10) == 0
+            assert s3_bytes(s3_server, bucket, "svc/unsaved.txt") == b"stop must not lose this"
         assert "STOPPING=1" in receive(sock, 5)
     finally:
         if process.poll() is None:
