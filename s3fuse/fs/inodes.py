@@ -40,6 +40,7 @@ class Inode:
     metadata: dict[str, str] | None = None  # user metadata from a HEAD; None until one was made
     content_type: str = ""
     page_cache_etag: str = ""  # the version the kernel's page cache holds, for keep_cache
+    generation: int = 0  # bumped when another writer replaced the object: the kernel then drops its inode
 
     @property
     def kind(self) -> int:
@@ -135,6 +136,10 @@ class InodeTable:
         self.negative.pop(path, None)
         if entry is not None and not is_dir:
             changed = inode.etag != entry.etag
+            if changed and inode.etag:
+                # Replaced by someone else (our own uploads set the ETag directly). With the writeback cache
+                # the kernel trusts its own size over ours; a new generation makes it look the file up anew.
+                inode.generation += 1
             inode.size, inode.etag, inode.mtime_ns = entry.size, entry.etag, ns(entry.mtime)
             if isinstance(entry, ObjectInfo) and entry.metadata is not None:
                 inode.metadata = dict(entry.metadata)

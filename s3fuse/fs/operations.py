@@ -96,7 +96,7 @@ class Operations(pyfuse3.Operations):
         kind = stat.S_IFMT(meta.mode) if meta.mode is not None else inode.kind
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = inode.ino
-        attrs.generation = 0
+        attrs.generation = inode.generation
         attrs.entry_timeout = self.table.ttl
         attrs.attr_timeout = self.table.ttl
         permissions = stat.S_IMODE(meta.mode) if meta.mode is not None else identity.mode
