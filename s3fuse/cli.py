@@ -87,8 +87,11 @@ def cleanup_command(args: argparse.Namespace) -> int:
     protected = {str(u.get("upload_id")) for u in uploads or []}
     try:
         aborted = daemon.cleanup_once(config, protected)
-    except daemon.StartupError as exc:
-        print(f"s3fuse cleanup: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        error = daemon.startup_error(exc)
+        if error is None:
+            raise
+        print(f"s3fuse cleanup: {error}", file=sys.stderr)
         return 1
     for item in aborted:
         print(f"aborted s3://{item.bucket}/{item.key} (upload {item.upload_id}, initiated "

@@ -67,7 +67,8 @@ def test_cleanup_command_aborts_stale_uploads_under_the_prefix(s3_server: LocalS
 def test_cleanup_command_reports_a_missing_bucket(s3_server: LocalS3, tmp_path: Path) -> None:
     result = cleanup(s3_server, "s3://no-such-bucket-here/dir", tmp_path=tmp_path)
     assert result.returncode == 1
-    assert "does not exist" in result.stderr
+    assert "s3fuse cleanup: bucket 'no-such-bucket-here' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_daemon_cleanup_keeps_its_own_uploads_in_flight(mount_factory: MountFactory, s3_server: LocalS3,
