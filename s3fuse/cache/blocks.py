@@ -114,7 +114,9 @@ class BlockCache:
                 self.hits += 1
             else:
                 self.misses += 1
+                log.debug("GET %s block %d: start (%d in flight)", key, number, len(self.fetching))
                 data = await self.get_with_retries(key, start, end, etag)
+                log.debug("GET %s block %d: done", key, number)
                 fetched = True
             fetch.data = data
             self._keep(bkey, data)

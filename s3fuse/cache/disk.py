@@ -32,7 +32,7 @@ class DiskCache:
             return None
         if data is None:
             return None
-        if not isinstance(data, bytes) or len(data) != expected_length or zlib.crc32(data) != checksum:
+        if not isinstance(data, bytes) or len(data) != expected_length or zlib.adler32(data) != checksum:
             log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
             self.cache.delete(key)
             return None
@@ -43,7 +43,9 @@ class DiskCache:
 
     def _put(self, key: Any, data: bytes) -> None:
         try:
-            self.cache.set(key, data, tag=zlib.crc32(data))  # bytes are stored as a plain file, no pickling
+            # bytes are stored as a plain file, no pickling; adler32 is 3-4x cheaper than crc32 per block and
+            # enough to catch a corrupt file (a truncated one already fails the length check)
+            self.cache.set(key, data, tag=zlib.adler32(data))
         except (OSError, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
             log.warning("disk cache write failed (%s); serving without caching", exc)
 

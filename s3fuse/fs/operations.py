@@ -336,6 +336,7 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        log.debug("read fh=%d off=%d size=%d", fh, off, size)
         handle = self.handles.file(fh)
         file = handle.file
         if file.stage is None and file.streaming is None:
