@@ -314,6 +314,15 @@ class InodeTable:
         for listed in [p for p in self.listings if p == old or p.startswith(below)]:
             del self.listings[listed]
 
+    def saved(self, inode: Inode) -> None:
+        """A file we wrote is in S3 now: its parent's cached listing must say so, or a lookup after the kernel
+        forgot the inode would bring back the size the file had when it was created."""
+        listing = self.listings.get(parent_of(inode.path))
+        name = inode.path.rpartition("/")[2]
+        if listing is not None and name in listing.entries:
+            listing.entries[name] = Entry(name, False, inode.size, inode.etag,
+                                          datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
+
     def cached_entry(self, path: str) -> Entry | None:
         listing = self.listings.get(parent_of(path))
         return listing.entries.get(path.rpartition("/")[2]) if listing is not None else None

@@ -199,6 +199,7 @@ class Operations(pyfuse3.Operations):
                 await file.commit()
         finally:
             await self.files.close(file)
+            self.table.saved(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -368,12 +369,14 @@ class Operations(pyfuse3.Operations):
         file = handle.file
         async with file.lock:
             await file.commit()
+        self.table.saved(file.inode)
 
     @errno_boundary
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         assert isinstance(handle, FileHandle)
         await self.files.close(handle.file)
+        self.table.saved(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)
         handle.file.inode.expires = self.table.now() + self.table.ttl
 

@@ -231,3 +231,14 @@ def test_copy_tree_in_and_out(mounted: Mounted, tmp_path: Path) -> None:
     for n in range(5):
         assert (tmp_path / "back" / f"d{n}" / "f.txt").read_text() == f"file {n}\n" * 100
     assert sorted(k for k in s3_keys(mounted) if k.endswith("f.txt")) == [f"tree/d{n}/f.txt" for n in range(5)]
+
+
+def test_created_files_read_back_after_the_kernel_forgets_them(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    for n in range(20):
+        (mounted.path / "d" / f"f{n}").write_bytes(b"hello world %d\n" % n)
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets its inodes and dentries
+    for n in range(20):
+        path = mounted.path / "d" / f"f{n}"
+        assert os.stat(path).st_size == len(b"hello world %d\n" % n)
+        assert path.read_bytes() == b"hello world %d\n" % n
