@@ -414,12 +414,19 @@ async def report_ready(service: Service, notify: Notify) -> None:
 
 
 async def watch_signals(service: Service) -> None:
+    """The first SIGTERM/SIGINT/SIGHUP starts a clean stop; later ones are only logged (SIGKILL is the way to
+    give up on the uploads in flight), so a second signal never cuts the stop short."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for number in signals:
-            name = signal.Signals(number).name
-            log.info("%s: stopping: no new changes, finishing uploads in flight, then unmounting", name)
-            await service.stop(name)
-            return
+        async with trio.open_nursery() as nursery:
+            async for number in signals:
+                name = signal.Signals(number).name
+                if service.operations.stopping:
+                    log.warning("%s: already stopping (%s); SIGKILL ends the daemon without finishing", name,
+                                service.state)
+                    continue
+                log.info("%s: stopping: no new changes, finishing uploads in flight, then unmounting", name)
+                service.operations.stopping = True
+                nursery.start_soon(service.stop, name)
 
 
 def run(request: MountRequest, notify: Notify) -> int:

@@ -210,6 +210,8 @@ def test_sigterm_finishes_uploads_of_open_files(mount_factory: MountFactory) -> 
         mounted.proxy.fault = stall
         mounted.process.send_signal(signal.SIGTERM)
         wait_until(lambda: stall.held >= 2, what="both uploads starting")
+        mounted.process.send_signal(signal.SIGTERM)  # impatience does not cut the stop short
+        wait_until(lambda: "already stopping" in mounted.log_text(), what="the second signal logged")
         # stopping: no new change is taken while the uploads in flight finish
         for change in (lambda: os.open(mounted.path / "new.txt", os.O_WRONLY | os.O_CREAT, 0o644),
                        lambda: os.mkdir(mounted.path / "newdir"), lambda: os.unlink(mounted.path / "big.bin")):
