@@ -161,8 +161,12 @@ def test_fstab_line(helper: Path, s3_server: LocalS3, bucket: str, tmp_path: Pat
     assert (mountpoint / "app.log").read_bytes() == b"a line\n"
     entry = next(line for line in Path("/proc/mounts").read_text().splitlines() if f" {mountpoint} " in line)
     assert entry.startswith(f"s3://{bucket}/logs/ ") and "allow_other" in entry
-    assert subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0
-    wait_until(lambda: daemon_exited(tmp_path), what="the daemon's exit")
+    # `s3fuse unmount` finds the helper's daemon by its command line, stops it and waits for its exit
+    result = subprocess.run([str(BIN / "s3fuse"), "unmount", str(mountpoint)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.ismount(mountpoint) and daemon_exited(tmp_path)
+    assert "SIGTERM: stopping" in log_of(tmp_path)
     assert "daemon exits with status 0" in log_of(tmp_path)
 
 
