@@ -185,16 +185,22 @@ def run_tests(mountpoint: str) -> int:
 # -- format -------------------------------------------------------------------------------------------------
 
 # What s3fuse keeps in a cache directory: diskcache's index and value folders, and the metadata overlay.
-CACHE_ENTRY = re.compile(r"^(cache\.db(-wal|-shm|-journal)?|[0-9a-f]{2}|overlay)$")
+DISK_CACHE_ENTRY = re.compile(r"^(cache\.db(-wal|-shm|-journal)?|[0-9a-f]{2})$")
 
 
 def cache_entries(directories: tuple[str, ...]) -> list[Path]:
-    """The entries s3fuse made in the cache directories (nothing else there is touched)."""
+    """The entries s3fuse made in the cache directories; nothing else there is touched (value folders only
+    beside diskcache's index, the overlay folder only when it holds overlay databases)."""
     found: list[Path] = []
     for directory in directories:
         root = Path(directory)
-        if root.is_dir():
-            found += sorted(p for p in root.iterdir() if CACHE_ENTRY.match(p.name))
+        if not root.is_dir():
+            continue
+        if (root / "cache.db").is_file():
+            found += sorted(p for p in root.iterdir() if DISK_CACHE_ENTRY.match(p.name))
+        overlay = root / "overlay"
+        if overlay.is_dir() and any(p.suffix.startswith(".sqlite") for p in overlay.iterdir()):
+            found.append(overlay)
     return found
 
 
