@@ -16,13 +16,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem
+from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem, tree_entries
+from s3fuse.fs.listing import join_path as join
 from s3fuse.parallel import gather
 from s3fuse.s3.client import ObjectInfo, S3Client
 
 log = logging.getLogger(__name__)
 
 ROOT_INO = 1
+RECURSIVE_LIMIT = 5000  # keys below subdirectories a recursive listing may read before it gives up
 
 
 @dataclass
@@ -61,10 +63,6 @@ class Listing:
     expires: float
 
 
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
 def parent_of(path: str) -> str:
     return path.rpartition("/")[0]
 
@@ -85,6 +83,7 @@ class InodeTable:
         self.by_path: dict[str, int] = {}
         self.listings: OrderedDict[str, Listing] = OrderedDict()
         self.negative: dict[str, float] = {}
+        self.large: dict[str, float] = {}  # directories too large to list for one lookup, until when
         self.pinned: dict[int, int] = {}  # ino -> open handles, which keep an inode after the kernel forgets it
         self.mounted_ns = time.time_ns()  # directories have no mtime in S3: they show the mount's start
         root = Inode(ROOT_INO, "", True, expires=float("inf"), mtime_ns=self.mounted_ns)
@@ -188,21 +187,63 @@ class InodeTable:
     async def list(self, directory: Inode) -> dict[str, Entry]:
         """The complete, merged listing of a directory (every page), cached for the TTL."""
         listing = self.cached_listing(directory.path)
-        if listing is not None:
-            return listing.entries
+        if listing is None:
+            listing = await self.load(directory.path, max_pages=None)
+        assert listing is not None
+        return listing.entries
+
+    async def load(self, path: str, max_pages: int | None) -> Listing | None:
+        """List a directory from S3. A recursive listing comes first: while the keys below subdirectories stay
+        few, one pass fills the listings of the whole subtree (a `find` then costs a few LISTs, not one per
+        directory); past that it starts over with the delimiter. None when `max_pages` did not suffice."""
+        prefix = self.dir_prefix(path)
+        objects: list[ObjectInfo] = []
+        below = pages = 0
+        token: str | None = None
+        while True:
+            if max_pages is not None and pages >= max_pages:
+                return None
+            page = await self.client.list_page(prefix, token, delimiter="")
+            pages += 1
+            objects += page.objects
+            below += sum(1 for info in page.objects if "/" in info.key[len(prefix):].rstrip("/"))
+            if page.next_token is None:
+                break
+            if below > RECURSIVE_LIMIT:
+                return await self.load_flat(path, None if max_pages is None else max_pages - pages)
+            token = page.next_token
+        levels = tree_entries(prefix, objects)
+        for relative, entries in levels.items():
+            self.store_listing(join(path, relative) if relative else path, merge(entries))
+        return self.listings[path]
+
+    async def load_flat(self, path: str, max_pages: int | None) -> Listing | None:
         collected: list[Entry] = []
-        async for page in list_directory(self.client, self.dir_prefix(directory.path)):
+        pages = 0
+        async for page in list_directory(self.client, self.dir_prefix(path)):
+            pages += 1
             collected += page
-        entries = merge(collected)
+            if max_pages is not None and pages > max_pages:
+                return None
+        return self.store_listing(path, merge(collected))
+
+    def store_listing(self, path: str, entries: dict[str, Entry]) -> Listing:
+        """Cache a fresh listing; files still being written here (not yet in S3) stay in it."""
+        for ino in self.pinned:
+            pending = self.by_ino.get(ino)
+            if pending is not None and parent_of(pending.path) == path and pending.path:
+                name = pending.path.rpartition("/")[2]
+                entries.setdefault(name, Entry(name, pending.is_dir, pending.size, pending.etag))
         for entry in entries.values():
-            child = self.known(join(directory.path, entry.name))
+            child = self.known(join(path, entry.name))
             if child is None or child.expires < self.now() or child.is_dir != entry.is_dir:
-                self.remember(join(directory.path, entry.name), entry, entry.is_dir)
-        self.listings[directory.path] = Listing(entries, self.now() + self.ttl)
-        self.listings.move_to_end(directory.path)
+                self.remember(join(path, entry.name), entry, entry.is_dir)
+        listing = Listing(entries, self.now() + self.ttl)
+        self.listings[path] = listing
+        self.listings.move_to_end(path)
         while len(self.listings) > self.max_listings:
             self.listings.popitem(last=False)
-        return entries
+        return listing
 
     # -- lookup ----------------------------------------------------------------------------------------------
 
@@ -229,6 +270,11 @@ class InodeTable:
                 return inode
             if entry.is_dir or inode is None:
                 return self.remember(path, entry, entry.is_dir)
+        elif self.large.get(parent.path, 0.0) < self.now():
+            # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each)
+            if await self.load(parent.path, max_pages=1) is not None:
+                return await self.lookup(parent, name)
+            self.large[parent.path] = self.now() + self.ttl
         return await self.stat_path(path)
 
     async def stat_path(self, path: str) -> Inode:

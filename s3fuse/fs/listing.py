@@ -100,3 +100,38 @@ def merge(entries: list[Entry]) -> dict[str, Entry]:
         elif known.is_dir and not entry.is_dir:
             skip(entry.name, "a directory of the same name hides this object")
     return merged
+
+
+def tree_entries(dir_prefix: str, objects: list[ObjectInfo]) -> dict[str, list[Entry]]:
+    """A recursive listing (no delimiter) of `dir_prefix` cut into the entries of every directory below it:
+    relative directory path ("" for `dir_prefix` itself) -> its entries. Keys with a segment that cannot be a
+    POSIX name are skipped from that segment on, as the delimiter listings of their directories skip them."""
+    levels: dict[str, list[Entry]] = {"": []}
+    seen_dirs: set[str] = set()
+    for info in objects:
+        relative = info.key[len(dir_prefix):]
+        if relative == "":
+            continue
+        is_marker = relative.endswith("/")
+        segments = relative[:-1].split("/") if is_marker else relative.split("/")
+        for depth in range(len(segments)):
+            parent = "/".join(segments[:depth])
+            levels.setdefault(parent, [])
+            name = segments[depth]
+            problem = name_problem(name)
+            if problem:  # the directories above the bad segment exist, as a delimiter listing shows them
+                skip(info.key, problem)
+                break
+            path = join_path(parent, name)
+            last = depth == len(segments) - 1
+            if last and not is_marker:
+                levels[parent].append(Entry(name, False, info.size, info.etag, info.mtime))
+            elif path not in seen_dirs:
+                seen_dirs.add(path)
+                levels.setdefault(path, [])
+                levels[parent].append(Entry(name, True, mtime=info.mtime if last else EPOCH))
+    return levels
+
+
+def join_path(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name

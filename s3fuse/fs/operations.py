@@ -22,7 +22,8 @@ from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs import changes
 from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFile, OpenFiles
-from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, join, parent_of
+from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, parent_of
+from s3fuse.fs.listing import join_path as join
 from s3fuse.fs.listing import name_problem
 from s3fuse.fs.namespace import Mount
 from s3fuse.fs.overlay import Meta, Overlay
@@ -84,6 +85,9 @@ class Operations(pyfuse3.Operations):
         self.files = files
         self.overlay = overlay
         self.handles = HandleTable()
+        # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
+        # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
+        self.enable_writeback_cache = not mount.config.streaming_upload
 
     # -- attributes ------------------------------------------------------------------------------------------
 

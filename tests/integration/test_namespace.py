@@ -36,11 +36,11 @@ def errno_of(action: Callable[[], object]) -> int:
 
 
 def test_mkdir_writes_a_marker_and_rmdir_checks_emptiness(mounted: Mounted) -> None:
+    mounted.client().put_object(Bucket=mounted.bucket, Key="d2/deep/only", Body=b"")  # only a prefix
     os.mkdir(mounted.path / "d")
-    assert keys(mounted) == ["d/"]
+    assert keys(mounted) == ["d/", "d2/deep/only"]
     (mounted.path / "d" / "f").write_bytes(b"x")
     assert errno_of(lambda: os.rmdir(mounted.path / "d")) == errno.ENOTEMPTY
-    mounted.client().put_object(Bucket=mounted.bucket, Key="d2/deep/only", Body=b"")  # only a prefix
     assert errno_of(lambda: os.rmdir(mounted.path / "d2")) == errno.ENOTEMPTY
     os.unlink(mounted.path / "d" / "f")
     assert os.listdir(mounted.path / "d") == []
@@ -129,10 +129,21 @@ def test_symlink_is_s3fs_compatible_and_survives_remount(mount_factory: MountFac
     assert stat.S_ISLNK(int(head["Metadata"]["mode"]))
     assert s3_body(mounted, "link") == b"target.txt"
     assert mounted.unmount() == 0
-    again = mount_factory()  # a fresh cache: the symlink is known from S3 alone
+    again = mount_factory(cache_of=mounted)
     assert os.readlink(again.path / "link") == "target.txt"
     assert (again.path / "link").read_bytes() == b"pointed at"
     assert stat.S_ISLNK(os.lstat(again.path / "link").st_mode)
+
+
+def test_symlink_made_elsewhere_is_known_from_its_metadata(mount_factory: MountFactory) -> None:
+    """An s3fs-style symlink written by another client: a lookup that has no listing at hand asks S3 (HEAD)."""
+    mounted = mount_factory()
+    client = mounted.client()
+    for n in range(1100):  # a parent too large to list for one lookup
+        client.put_object(Bucket=mounted.bucket, Key=f"big/f{n:04d}", Body=b"")
+    client.put_object(Bucket=mounted.bucket, Key="big/link", Body=b"f0001",
+                      Metadata={"mode": str(stat.S_IFLNK | 0o777)})
+    assert os.readlink(mounted.path / "big" / "link") == "f0001"
 
 
 def s3_body(mounted: Mounted, key: str) -> bytes:
