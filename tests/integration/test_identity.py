@@ -313,7 +313,10 @@ def test_owner_name_and_mode_rules(mount_factory: MountFactory, s3_server: Local
         mounted = mount_factory(*options)
         st = os.stat(mounted.path)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (uid, mode)
+        (mounted.path / "f").write_bytes(b"x")
+        assert os.stat(mounted.path / "f").st_size == 1
         assert proxy.count("GetBucketAcl") == 1
+        assert proxy.count("GetObjectAcl") == 0  # object ACLs are ignored
     assert f"bucket ACL: owner {owner!r} (canonical id c0ffee)" in mounted.log_text()
 
 

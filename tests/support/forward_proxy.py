@@ -220,8 +220,12 @@ def handler_for(proxy: RecordingProxy) -> type[http.server.BaseHTTPRequestHandle
                     if proxy.closing.wait(action.interval):
                         self.close_connection = True
                         return
-                    self.wfile.write(payload[offset:offset + 1])
-                    self.wfile.flush()
+                    try:
+                        self.wfile.write(payload[offset:offset + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up: what the test waits for
+                        self.close_connection = True
+                        return
             else:
                 self.wfile.write(payload)
 

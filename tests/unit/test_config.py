@@ -9,6 +9,7 @@ import pytest
 
 from s3fuse import config
 from s3fuse.config import ConfigError, load, parse_duration, parse_size, split_ufs
+from s3fuse.s3 import client, credentials
 
 SITE = r"""# a comment
 ! another comment
@@ -122,3 +123,132 @@ def test_template_lists_every_property_with_its_default() -> None:
         assert f"#{field.metadata['name']}={field.metadata['text']}" in text
     committed = Path(__file__).resolve().parents[2] / "conf" / "alluxio-site.properties.template"
     assert committed.read_text() == text, "regenerate with: s3fuse template > conf/alluxio-site.properties.template"
+
+
+# ---------------------------------------------------------------------------------------------- Alluxio's names
+
+
+def test_older_alluxio_names_are_aliases(tmp_path: Path) -> None:
+    write_site(tmp_path, "s3a.accessKeyId=OLDKEY\ns3a.secretKey=OLDSECRET\nalluxio.underfs.s3.region=eu-west-1\n")
+    conf = load(str(tmp_path))
+    assert (conf.access_key, conf.secret_key, conf.region) == ("OLDKEY", "OLDSECRET", "eu-west-1")
+    # an alias is the same property: the higher source wins whichever name it used
+    assert load(str(tmp_path), defines=["aws.accessKeyId=DKEY"]).access_key == "DKEY"
+    assert "also read as s3a.accessKeyId" in config.template()
+
+
+def test_origin_of_each_property_is_kept(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    conf = load(str(tmp_path), defines=["aws.secretKey=D"], options=["aws.accessKeyId=O"], readonly=True)
+    assert conf.origin("aws.accessKeyId") == "option aws.accessKeyId"
+    assert conf.origin("aws.secretKey") == "-D aws.secretKey"
+    assert conf.origin("alluxio.underfs.s3.endpoint") == f"{tmp_path / config.SITE_FILE}:6"
+    assert conf.origin("alluxio.master.mount.table.root.readonly") == "command line"
+    assert conf.origin("alluxio.underfs.s3.threads.max") == ""  # the default
+
+
+def test_half_a_key_pair_is_an_error_naming_its_origin(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"-D aws.accessKeyId: aws.accessKeyId is set but aws.secretKey is not"):
+        load(None, defines=["aws.accessKeyId=K"])
+    with pytest.raises(ConfigError, match=r"aws.secretKey is set but aws.accessKeyId is not"):
+        load(None, options=["s3a.secretKey=S"])
+
+
+@pytest.mark.parametrize(("endpoint", "ok"), [("http://h:9000", False), ("HTTP://h:9000", False),
+                                              ("https://h:9000", True), ("h:9000", True), ("", True)])
+def test_sse_requires_https(endpoint: str, ok: bool) -> None:
+    options = ["alluxio.underfs.s3.server.side.encryption.enabled=true", f"alluxio.underfs.s3.endpoint={endpoint}"]
+    if ok:
+        assert load(None, options=options).sse
+    else:
+        with pytest.raises(ConfigError, match="requires https"):
+            load(None, options=options)
+
+
+def test_signer_names() -> None:
+    assert load(None, options=["alluxio.underfs.s3.signer.algorithm=S3SignerType"]).signer == "S3SignerType"
+    with pytest.raises(ConfigError, match="S3SignerType"):
+        load(None, options=["alluxio.underfs.s3.signer.algorithm=S3V2"])
+
+
+# ---------------------------------------------------------------------------------------------- client settings
+
+
+def test_client_config_carries_the_connection_settings() -> None:
+    conf = load(None, options=["alluxio.underfs.s3.socket.timeout=500sec", "alluxio.underfs.s3.request.timeout=5min",
+                               "alluxio.underfs.s3.proxy.host=proxy.example", "alluxio.underfs.s3.proxy.port=3128",
+                               "alluxio.underfs.s3.signer.algorithm=S3SignerType",
+                               "alluxio.underfs.s3.disable.dns.buckets=true", "alluxio.underfs.s3.region=eu-west-1",
+                               "alluxio.underfs.s3.max.error.retry=5"])
+    made = client.client_config(conf)
+    assert (made.read_timeout, made.connect_timeout) == (500, client.CONNECT_TIMEOUT)
+    assert made.proxies == {"http": "http://proxy.example:3128", "https": "http://proxy.example:3128"}
+    assert (made.signature_version, made.s3, made.region_name) == ("s3", {"addressing_style": "path"}, "eu-west-1")
+    assert made.retries["max_attempts"] == 6
+    session = made.http_session_cls(timeout=(made.connect_timeout, made.read_timeout))  # as aiobotocore makes it
+    assert (session._timeout.total, session._timeout.sock_read, session._timeout.sock_connect) == (300, 500, 10)
+    defaults = client.client_config(load(None))
+    assert (defaults.signature_version, defaults.s3, defaults.proxies) == ("s3v4", {"addressing_style": "virtual"},
+                                                                           None)
+    assert defaults.http_session_cls()._timeout.total == 60
+    unbounded = client.client_config(load(None, options=["alluxio.underfs.s3.request.timeout=0",
+                                                         "alluxio.underfs.s3.socket.timeout=0"]))
+    assert unbounded.http_session_cls()._timeout.total is None and unbounded.read_timeout is None
+
+
+@pytest.mark.parametrize(("options", "url"), [
+    ([], None), (["alluxio.underfs.s3.endpoint=h:9000"], "http://h:9000"),
+    (["alluxio.underfs.s3.endpoint=h:9000", "alluxio.underfs.s3.secure.http.enabled=true"], "https://h:9000"),
+    (["alluxio.underfs.s3.endpoint=h:9000", "alluxio.underfs.s3.server.side.encryption.enabled=true"],
+     "https://h:9000"),
+    (["alluxio.underfs.s3.endpoint=https://h"], "https://h"), (["alluxio.underfs.s3.endpoint=http://h"], "http://h"),
+])
+def test_endpoint_url(options: list[str], url: str | None) -> None:
+    assert client.endpoint_url(load(None, options=options)) == url
+
+
+def test_threads_max_is_raised_to_admin_plus_upload_like_alluxio(caplog: pytest.LogCaptureFixture) -> None:
+    assert client.total_threads(load(None)) == 40  # 40 >= 20 + 20
+    low = load(None, options=["alluxio.underfs.s3.threads.max=10", "alluxio.underfs.s3.admin.threads.max=8",
+                              "alluxio.underfs.s3.upload.threads.max=6"])
+    assert client.total_threads(low) == 14
+    with caplog.at_level(logging.WARNING, logger="s3fuse.s3.client"):
+        made = client.S3Client(low, "b")
+    assert "threads.max=10 is less than admin threads (8) + upload threads (6): using 14" in caplog.text
+    assert client.client_config(low).max_pool_connections == 14
+    assert made.upload_limiter.total_tokens == 6
+
+
+# ---------------------------------------------------------------------------------------------- credential chain
+
+
+@pytest.mark.parametrize(("environ", "names"), [
+    ({"AWS_ACCESS_KEY_ID": "K1", "AWS_SECRET_ACCESS_KEY": "S1"}, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"),
+    ({"AWS_ACCESS_KEY": "K1", "AWS_SECRET_KEY": "S1"}, "AWS_ACCESS_KEY/AWS_SECRET_KEY"),
+    ({"AWS_ACCESS_KEY": "K1", "AWS_SECRET_ACCESS_KEY": "S1"}, "AWS_ACCESS_KEY/AWS_SECRET_ACCESS_KEY"),
+    # both spellings: the AWS SDK for Java's order (AWS_ACCESS_KEY_ID first, AWS_SECRET_KEY first)
+    ({"AWS_ACCESS_KEY_ID": "K1", "AWS_ACCESS_KEY": "K2", "AWS_SECRET_KEY": "S1", "AWS_SECRET_ACCESS_KEY": "S2"},
+     "AWS_ACCESS_KEY_ID/AWS_SECRET_KEY"),
+])
+def test_environment_spellings(environ: dict[str, str], names: str) -> None:
+    found = credentials.from_environment(environ)
+    assert found is not None
+    assert (found.client_kwargs["aws_access_key_id"], found.client_kwargs["aws_secret_access_key"]) == ("K1", "S1")
+    assert found.source.startswith(f"the environment ({names})")
+
+
+def test_half_an_environment_pair_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert credentials.from_environment({"AWS_ACCESS_KEY": "K1"}) is None
+    assert "AWS_SECRET_KEY or AWS_SECRET_ACCESS_KEY" in caplog.text
+
+
+def test_configured_keys_name_their_source(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    by_site = credentials.from_config(load(str(tmp_path)))
+    assert by_site is not None and by_site.source.startswith(f"the site file {tmp_path / config.SITE_FILE}:4,")
+    mixed = credentials.from_config(load(str(tmp_path), options=["aws.accessKeyId=AKIAOPTIONKEY1"]))
+    assert mixed is not None
+    assert mixed.source == (f"the mount option aws.accessKeyId (--option/-o) (aws.secretKey from the site file "
+                            f"{tmp_path / config.SITE_FILE}:5), access key AKIA...KEY1")
+    assert "FILESECRET" not in mixed.source
