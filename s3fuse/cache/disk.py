@@ -38,6 +38,13 @@ class DiskCache:
             return None
         return data
 
+    def has(self, key: Any) -> bool:
+        """An index lookup only (no file read): cheap enough for the event loop."""
+        try:
+            return key in self.cache
+        except (OSError, diskcache.Timeout):
+            return False
+
     async def put(self, key: Any, data: bytes) -> None:
         await trio.to_thread.run_sync(self._put, key, data)
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REORDER_SLACK = 4 << 20  # how far out of order a sequential reader's requests may arrive
+STREAM_BYTES = 1 << 20  # read in sequence before whole blocks are fetched for a reader that started mid-file
 
 
 @dataclass
 class Prefetcher:
+    """The state of one open file's reader."""
+
     block_size: int
     max_window_bytes: int
     next_offset: int = 0
     window: int = 0  # blocks ahead of the reader
+    streak: int = 0  # bytes read in sequence so far
 
     def advise(self, offset: int, length: int) -> range:
-        """Blocks to fetch ahead after a read of [offset, offset+length)."""
-        sequential = abs(offset - self.next_offset) <= REORDER_SLACK
+        """Blocks to fetch ahead for a read of [offset, offset+length); empty for a random read."""
+        sequential = self.sequential(offset)
+        self.streak = self.streak + length if sequential else length
         self.next_offset = max(self.next_offset, offset + length) if sequential else offset + length
         if not sequential:
             self.window = 0
@@ -30,3 +35,14 @@ class Prefetcher:
         self.window = min(max_window, max(1, self.window * 2))
         current = max(0, self.next_offset - 1) // self.block_size
         return range(current + 1, current + 1 + self.window)
+
+    def wants_blocks(self, offset: int) -> bool:
+        """Whole blocks for a reader from the start of the file or one that has kept reading in sequence; a
+        read elsewhere (random access, and the kernel's read-ahead right after it) gets just its range."""
+        if offset == 0 and self.next_offset == 0:
+            return True
+        return self.sequential(offset) and self.streak >= STREAM_BYTES
+
+    def sequential(self, offset: int) -> bool:
+        """Whether a read at `offset` continues this reader's stream (the first read at 0 starts one)."""
+        return abs(offset - self.next_offset) <= REORDER_SLACK

@@ -160,6 +160,9 @@ class OpenFile:
         if self.stage is not None:
             end = min(self.size, offset + length)
             return await self.stage.read(offset, max(0, end - offset))
+        if not prefetcher.wants_blocks(offset):
+            prefetcher.advise(offset, length)
+            return await self.cache.read_small(self.key, self.base_etag, self.size, offset, length)
         data = await self.cache.read(self.key, self.base_etag, self.size, offset, length)
         ahead = prefetcher.advise(offset, len(data))
         if ahead:

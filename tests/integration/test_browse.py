@@ -180,3 +180,22 @@ def test_unmount_ends_the_daemon_cleanly(mounted: Mounted) -> None:
     os.listdir(mounted.path)
     assert mounted.unmount() == 0
     assert not os.path.ismount(mounted.path)
+
+
+def test_random_reads_fetch_only_what_they_need(mount_factory: MountFactory, s3_server, bucket) -> None:
+    body = random.Random(21).randbytes(24 * 1024 * 1024)
+    s3_server.client().put_object(Bucket=bucket, Key="rand.bin", Body=body)
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    rng = random.Random(5)
+    fd = os.open(mounted.path / "rand.bin", os.O_RDONLY)
+    try:
+        mounted.proxy.reset()
+        for _ in range(30):
+            offset = rng.randrange(5 << 20, len(body) - 4096)
+            assert os.pread(fd, 4096, offset) == body[offset:offset + 4096]
+    finally:
+        os.close(fd)
+    ranges = [r.headers.get("range", "") for r in mounted.proxy.requests if r.operation == "GetObject"]
+    sizes = [int(end) - int(start) + 1 for start, end in (r.removeprefix("bytes=").split("-") for r in ranges)]
+    assert sizes and max(sizes) <= 2 << 20  # a small aligned range (plus the kernel's read-ahead), not 8 MiB

@@ -34,3 +34,15 @@ def test_random_reads_fetch_nothing_ahead() -> None:
     prefetcher = Prefetcher(block_size=MiB, max_window_bytes=16 * MiB)
     for offset in (500 * MiB, 3 * MiB, 900 * MiB, 40 * MiB):
         assert len(prefetcher.advise(offset, 4096)) == 0
+
+
+def test_blocks_only_for_readers_in_sequence() -> None:
+    prefetcher = Prefetcher(block_size=8 * MiB, max_window_bytes=64 * MiB)
+    assert prefetcher.wants_blocks(0)  # from the start: whole blocks at once
+    reader = Prefetcher(block_size=8 * MiB, max_window_bytes=64 * MiB)
+    assert not reader.wants_blocks(100 * MiB)  # mid-file: first its range only
+    offset = 100 * MiB
+    while not reader.wants_blocks(offset):
+        reader.advise(offset, 128 * 1024)
+        offset += 128 * 1024
+    assert offset - 100 * MiB == MiB  # after 1 MiB read in sequence
