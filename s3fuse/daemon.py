@@ -2,7 +2,12 @@
 
 Daemonising forks before `pyfuse3.init()` and `trio.run()` (neither an event loop nor libfuse's state
 survives a fork); the child tells the parent "ready" or the error through a pipe, so the parent (the mount
-helper) exits 0 only once the mount answers.
+helper) exits 0 only once the mount answers. Under systemd the same moment sends READY=1 (notify.py).
+
+Around the mount, on the same trio loop: the status page and /metrics (web/), the stale multipart upload
+cleanup (upload/cleanup.py), and the clean stop on SIGTERM: no new changes, the kernel's cached writes
+flushed to us, every unsaved open file uploaded (bounded by alluxio.fuse.umount.timeout; what is left goes to
+the recovery folder, its path logged), then unmount and exit 0.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from s3fuse.cache.disk import DiskCache
 from s3fuse.config import Config
 from s3fuse.fs.handles import OpenFile, OpenFiles, Staging
 from s3fuse.fs.inodes import InodeTable
-from s3fuse.fs.namespace import Mount
+from s3fuse.fs.namespace import Mount, Namespace
 from s3fuse.fs.operations import Operations
 from s3fuse.fs.overlay import Overlay
 from s3fuse.metrics import Metrics, RecentErrors, S3Observer
@@ -365,13 +370,13 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
     observer = S3Observer(metrics)
     observer.attach(client)
     identity = (await resolve_identity(config, client)).masked(config.readonly, config.shared)
-    mount = Mount(config, client, config.prefix, identity, config.readonly)
+    overlay = Overlay.in_cache(config.cache_dirs[0], config.bucket)
+    mount = Mount(config, client, config.prefix, identity, config.readonly, overlay)
     listeners = await server.open_listeners(config.web_bind_host, config.web_port)
     disk = DiskCache(config.cache_dirs[0], config.cache_size) if config.cache_enabled else None
-    cache = BlockCache(client, config.page_size, MEMORY_BLOCKS * config.page_size, disk)
-    table = InodeTable(client, mount.prefix, config.metadata_ttl, config.metadata_max_size)
-    overlay = Overlay(os.path.join(config.cache_dirs[0], "overlay", f"{config.bucket}.sqlite"))
-    files = OpenFiles(client, cache, config, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")))
+    cache = BlockCache(config.page_size, MEMORY_BLOCKS * config.page_size, disk)
+    table = InodeTable(Namespace(mount), config.metadata_ttl, config.metadata_max_size)
+    files = OpenFiles(cache, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")))
     operations = ServiceOperations(mount, table, cache, files, overlay, metrics)
     service = Service(request, mount, cache, disk, files, operations, metrics, observer, errors)
     service.register_gauges()
