@@ -151,7 +151,7 @@ def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str, public_dir: P
         cache = cache_of.cache if cache_of is not None else tmp_path / f"cache{index}"
         log = tmp_path / f"s3fuse{index}.log"
         all_options = [*server.mount_options(), f"alluxio.user.client.cache.dirs={cache}",
-                       f"alluxio.tmp.dirs={tmp_path / f'staging{index}'}", *options]
+                       f"alluxio.tmp.dirs={tmp_path / f'staging{index}'}", "alluxio.master.web.port=0", *options]
         command = [str(BIN / "s3fuse"), "mount", "-f", *args]
         for option in all_options:
             command += ["--option", option]

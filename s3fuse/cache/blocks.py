@@ -29,6 +29,19 @@ BODY_FAILURES = frozenset({"Short", "ClientPayloadError", "ResponseStreamingErro
                            "ContentLengthError", "TransferEncodingError"})
 
 
+@dataclass(frozen=True)
+class Version:
+    """One version of one object, as a reader pinned it: where it lives, its ETag and its size."""
+
+    client: S3Client
+    key: str
+    etag: str
+    size: int
+
+    def block_key(self, number: int) -> BlockKey:
+        return (self.client.bucket, self.key, self.etag, number)
+
+
 @dataclass
 class Fetch:
     """A block on its way: readers wait on `done`, then find the data or the error."""
@@ -39,9 +52,7 @@ class Fetch:
 
 
 class BlockCache:
-    def __init__(self, client: S3Client, block_size: int, memory_limit: int, disk: DiskCache | None,
-                 attempts: int = 4) -> None:
-        self.client = client
+    def __init__(self, block_size: int, memory_limit: int, disk: DiskCache | None, attempts: int = 4) -> None:
         self.attempts = max(1, attempts)
         self.block_size = block_size
         self.memory_limit = max(memory_limit, 2 * block_size)
@@ -52,9 +63,6 @@ class BlockCache:
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
         self.hits = 0
         self.misses = 0
-
-    def block_key(self, key: str, etag: str, number: int) -> BlockKey:
-        return (self.client.bucket, key, etag, number)
 
     def block_count(self, size: int) -> int:
         return (size + self.block_size - 1) // self.block_size
@@ -78,9 +86,9 @@ class BlockCache:
 
     # -- fetching --------------------------------------------------------------------------------------------
 
-    async def block(self, key: str, etag: str, size: int, number: int) -> bytes:
+    async def block(self, version: Version, number: int) -> bytes:
         """The whole block `number` of the object (shorter at the end of the object)."""
-        bkey = self.block_key(key, etag, number)
+        bkey = version.block_key(number)
         data = self.cached(bkey)
         if data is not None:
             self.hits += 1
@@ -89,9 +97,9 @@ class BlockCache:
         if fetch is None:
             fetch = self._start(bkey)
             if self.nursery is not None:  # in the background, so this reader need not wait for the disk write
-                self.nursery.start_soon(self._fill, bkey, fetch, size)
+                self.nursery.start_soon(self._fill, version, number, fetch)
             else:
-                await self._fill(bkey, fetch, size)
+                await self._fill(version, number, fetch)
         await fetch.done.wait()
         if fetch.error is not None:
             raise OSError(fetch.error.errno or errno.EIO, str(fetch.error))
@@ -102,12 +110,12 @@ class BlockCache:
         self.fetching[bkey] = fetch
         return fetch
 
-    async def _fill(self, bkey: BlockKey, fetch: Fetch, size: int) -> None:
+    async def _fill(self, version: Version, number: int, fetch: Fetch) -> None:
         """Disk tier first, then S3; always sets `done` (even when cancelled), and before the block is written
         to the disk tier, so readers never wait for the cache's own write."""
-        _, key, etag, number = bkey
+        bkey = version.block_key(number)
         start = number * self.block_size
-        end = min(size, start + self.block_size)
+        end = min(version.size, start + self.block_size)
         fetched = False
         try:
             data = await self.disk.get(bkey, end - start) if self.disk is not None else None
@@ -115,9 +123,9 @@ class BlockCache:
                 self.hits += 1
             else:
                 self.misses += 1
-                log.debug("GET %s block %d: start (%d in flight)", key, number, len(self.fetching))
-                data = await self.get_with_retries(key, start, end, etag)
-                log.debug("GET %s block %d: done", key, number)
+                log.debug("GET %s block %d: start (%d in flight)", version.key, number, len(self.fetching))
+                data = await self.get_with_retries(version, start, end)
+                log.debug("GET %s block %d: done", version.key, number)
                 fetched = True
             fetch.data = data
             self._keep(bkey, data)
@@ -129,70 +137,70 @@ class BlockCache:
         if fetched and self.disk is not None:
             await self.disk.put(bkey, fetch.data)
 
-    async def get_with_retries(self, key: str, start: int, end: int, etag: str) -> bytes:
+    async def get_with_retries(self, version: Version, start: int, end: int) -> bytes:
         """botocore retries failed requests, but not a body cut short after the headers arrived: a reset or a
         truncated body mid-transfer is retried here, with backoff, before it becomes EIO."""
         for attempt in range(self.attempts):
             try:
-                return await self.client.get_range(key, start, end, etag)
+                return await version.client.get_range(version.key, start, end, version.etag)
             except S3Error as exc:
                 if exc.s3_code not in BODY_FAILURES or attempt == self.attempts - 1:
                     raise
-                log.info("GET %s bytes %d-%d failed (%s); retrying", key, start, end, exc)
+                log.info("GET %s bytes %d-%d failed (%s); retrying", version.key, start, end, exc)
                 await trio.sleep(0.1 * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def prefetch(self, key: str, etag: str, size: int, numbers: range) -> None:
+    def prefetch(self, version: Version, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block."""
         if self.nursery is None:
             return
         for number in numbers:
-            if number >= self.block_count(size):
+            if number >= self.block_count(version.size):
                 break
-            bkey = self.block_key(key, etag, number)
+            bkey = version.block_key(number)
             if bkey in self.memory or bkey in self.fetching:
                 continue
             fetch = self._start(bkey)
-            self.nursery.start_soon(self._fill, bkey, fetch, size)
+            self.nursery.start_soon(self._fill, version, number, fetch)
 
-    async def read(self, key: str, etag: str, size: int, offset: int, length: int) -> bytes:
+    async def read(self, version: Version, offset: int, length: int) -> bytes:
         """Bytes [offset, offset+length) of the object, clipped at its end."""
-        end = min(size, offset + length)
+        end = min(version.size, offset + length)
         if offset >= end:
             return b""
         first, last = offset // self.block_size, (end - 1) // self.block_size
         if first == last:
-            data = await self.block(key, etag, size, first)
+            data = await self.block(version, first)
             base = first * self.block_size
             return data[offset - base:end - base]
         if last > first + 1:
-            self.prefetch(key, etag, size, range(first + 1, last + 1))
+            self.prefetch(version, range(first + 1, last + 1))
         parts = []
         for number in range(first, last + 1):
-            data = await self.block(key, etag, size, number)
+            data = await self.block(version, number)
             base = number * self.block_size
             parts.append(data[max(offset, base) - base:min(end, base + len(data)) - base])
         return b"".join(parts)
 
-    async def read_small(self, key: str, etag: str, size: int, offset: int, length: int) -> bytes:
+    async def read_small(self, version: Version, offset: int, length: int) -> bytes:
         """A random read: from a cached block when there is one, else a ranged GET of just the aligned range
         around it (not a whole block: random 4 KiB reads would move 2,000 times the bytes they use)."""
-        end = min(size, offset + length)
+        end = min(version.size, offset + length)
         if offset >= end:
             return b""
         numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
-        if all(self._has(self.block_key(key, etag, n)) for n in numbers):
-            return await self.read(key, etag, size, offset, length)
+        if all(self._has(version.block_key(n)) for n in numbers):
+            return await self.read(version, offset, length)
         start = offset - offset % SMALL_ALIGN
-        stop = min(size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)
+        stop = min(version.size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)
         self.misses += 1
-        data = await self.get_with_retries(key, start, stop, etag)
+        data = await self.get_with_retries(version, start, stop)
         return data[offset - start:end - start]
 
     def _has(self, bkey: BlockKey) -> bool:
         return bkey in self.memory or bkey in self.fetching or (self.disk is not None and self.disk.has(bkey))
 
-    def drop(self, key: str) -> None:
+    def drop(self, bucket: str, key: str) -> None:
         """Forget the memory blocks of a key (its object was replaced or removed by us)."""
-        for bkey in [b for b in self.memory if b[1] == key]:
+        for bkey in [b for b in self.memory if b[0] == bucket and b[1] == key]:
             self.memory_bytes -= len(self.memory.pop(bkey))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from s3fuse.cache.blocks import BlockCache
+from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode
@@ -110,6 +110,10 @@ class OpenFile:
     recovered: str | None = None
     lock: trio.Lock = field(default_factory=trio.Lock)
 
+    def version(self) -> Version:
+        """The S3 version this file's clean bytes come from."""
+        return Version(self.client, self.key, self.base_etag, self.size)
+
     # -- staging ---------------------------------------------------------------------------------------------
 
     async def ensure_stage(self, keep_bytes: int | None = None) -> StageFile:
@@ -134,7 +138,7 @@ class OpenFile:
         block = self.cache.block_size
 
         async def fetch(number: int) -> None:
-            data = await self.cache.block(self.key, self.base_etag, self.size, number)
+            data = await self.cache.block(self.version(), number)
             await stage.write(number * block, data[:max(0, length - number * block)])
 
         await bounded_map(fetch, range(-(-length // block)), max(1, self.config.threads // 4))
@@ -162,11 +166,11 @@ class OpenFile:
             return await self.stage.read(offset, max(0, end - offset))
         if not prefetcher.wants_blocks(offset):
             prefetcher.advise(offset, length)
-            return await self.cache.read_small(self.key, self.base_etag, self.size, offset, length)
-        data = await self.cache.read(self.key, self.base_etag, self.size, offset, length)
+            return await self.cache.read_small(self.version(), offset, length)
+        data = await self.cache.read(self.version(), offset, length)
         ahead = prefetcher.advise(offset, len(data))
         if ahead:
-            self.cache.prefetch(self.key, self.base_etag, self.size, ahead)
+            self.cache.prefetch(self.version(), ahead)
         return data
 
     async def write(self, offset: int, data: bytes) -> int:
@@ -325,9 +329,7 @@ class HandleTable:
 class OpenFiles:
     """The OpenFile of each inode with open handles; the last release commits what is left and drops it."""
 
-    client: S3Client
     cache: BlockCache
-    config: Config
     staging: Staging
     nursery: trio.Nursery | None = None
     files: dict[int, OpenFile] = field(default_factory=dict)
@@ -335,10 +337,11 @@ class OpenFiles:
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
 
-    def open(self, inode: Inode, key: str, new: bool = False) -> OpenFile:
+    def open(self, inode: Inode, key: str, client: S3Client, config: Config, new: bool = False) -> OpenFile:
+        """Join the inode's OpenFile, or start one on the given mount's client and settings."""
         file = self.files.get(inode.ino)
         if file is None:
-            file = OpenFile(inode, key, self.client, self.cache, self.config, self.staging, self.nursery,
+            file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
                             base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new)
             self.files[inode.ino] = file
         file.handles += 1

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem, tree_entries
 from s3fuse.fs.listing import join_path as join
+from s3fuse.fs.namespace import Namespace
 from s3fuse.parallel import gather
 from s3fuse.s3.client import ObjectInfo, S3Client
 
@@ -74,9 +75,8 @@ def ns(moment: datetime) -> int:
 class InodeTable:
     """Answers lookup/getattr/readdir questions from memory when it can and from S3 when it must."""
 
-    def __init__(self, client: S3Client, prefix: str, ttl: float, max_listings: int) -> None:
-        self.client = client
-        self.prefix = prefix  # key prefix of the mount root: "" or "dir/"
+    def __init__(self, namespace: Namespace, ttl: float, max_listings: int) -> None:
+        self.namespace = namespace
         self.ttl = ttl
         self.max_listings = max(1, max_listings)
         self.by_ino: dict[int, Inode] = {}
@@ -92,10 +92,13 @@ class InodeTable:
     # -- keys ------------------------------------------------------------------------------------------------
 
     def key(self, path: str) -> str:
-        return self.prefix + path
+        return self.namespace.key(path)
 
     def dir_prefix(self, path: str) -> str:
-        return f"{self.prefix}{path}/" if path else self.prefix
+        return self.namespace.dir_prefix(path)
+
+    def client(self, path: str) -> S3Client:
+        return self.namespace.mount_of(path).client
 
     # -- the table -------------------------------------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class InodeTable:
         while True:
             if max_pages is not None and pages >= max_pages:
                 return None
-            page = await self.client.list_page(prefix, token, delimiter="")
+            page = await self.client(path).list_page(prefix, token, delimiter="")
             pages += 1
             objects += page.objects
             below += sum(1 for info in page.objects if "/" in info.key[len(prefix):].rstrip("/"))
@@ -213,14 +216,17 @@ class InodeTable:
                 return await self.load_flat(path, None if max_pages is None else max_pages - pages)
             token = page.next_token
         levels = tree_entries(prefix, objects)
+        mount = self.namespace.mount_of(path)
         for relative, entries in levels.items():
-            self.store_listing(join(path, relative) if relative else path, merge(entries))
+            directory = join(path, relative) if relative else path
+            if self.namespace.mount_of(directory) is mount:  # keys under a nested mount point are hidden by it
+                self.store_listing(directory, merge(entries))
         return self.listings[path]
 
     async def load_flat(self, path: str, max_pages: int | None) -> Listing | None:
         collected: list[Entry] = []
         pages = 0
-        async for page in list_directory(self.client, self.dir_prefix(path)):
+        async for page in list_directory(self.client(path), self.dir_prefix(path)):
             pages += 1
             collected += page
             if max_pages is not None and pages > max_pages:
@@ -228,7 +234,10 @@ class InodeTable:
         return self.store_listing(path, merge(collected))
 
     def store_listing(self, path: str, entries: dict[str, Entry]) -> Listing:
-        """Cache a fresh listing; files still being written here (not yet in S3) stay in it."""
+        """Cache a fresh listing; files still being written here (not yet in S3) stay in it, and nested mount
+        points show as the directories they are."""
+        for name in self.namespace.points_in(path):
+            entries[name] = Entry(name, True)
         for ino in self.pinned:
             pending = self.by_ino.get(ino)
             if pending is not None and parent_of(pending.path) == path and pending.path:
@@ -258,6 +267,8 @@ class InodeTable:
         inode = self.known(path)
         if inode is not None and inode.expires >= self.now():
             return inode
+        if self.namespace.is_mount_point(path):
+            return self.remember(path, None, True)
         if self.negative.get(path, 0.0) >= self.now():
             raise OSError(errno.ENOENT, path)
         listing = self.cached_listing(parent.path)
@@ -283,10 +294,10 @@ class InodeTable:
         is_dir = [False]
 
         async def head_object() -> None:
-            head[0] = await self.client.head(self.key(path))
+            head[0] = await self.client(path).head(self.key(path))
 
         async def probe_prefix() -> None:
-            page = await self.client.list_page(self.dir_prefix(path), max_keys=1, delimiter="")
+            page = await self.client(path).list_page(self.dir_prefix(path), max_keys=1, delimiter="")
             is_dir[0] = bool(page.objects or page.prefixes)
 
         await gather(head_object, probe_prefix)
@@ -312,7 +323,7 @@ class InodeTable:
         if inode.is_dir:
             inode.expires = self.now() + self.ttl
             return inode
-        info = await self.client.head(self.key(inode.path))
+        info = await self.client(inode.path).head(self.key(inode.path))
         if info is None:
             self.forget_path(inode.path)
             raise OSError(errno.ENOENT, inode.path)

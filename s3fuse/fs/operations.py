@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from s3fuse.cache.blocks import BlockCache
+from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs import changes
 from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFile, OpenFiles
@@ -77,13 +77,14 @@ class Operations(pyfuse3.Operations):
 
     def __init__(self, mount: Mount, table: InodeTable, cache: BlockCache, files: OpenFiles,
                  overlay: Overlay) -> None:
+        """`mount` is the root mount (`table.namespace.root`), `overlay` its metadata overlay."""
         super().__init__()
+        mount.overlay = mount.overlay or overlay
         self.mount = mount
-        self.client = mount.client
+        self.namespace = table.namespace
         self.table = table
         self.cache = cache
         self.files = files
-        self.overlay = overlay
         self.handles = HandleTable()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
@@ -91,12 +92,22 @@ class Operations(pyfuse3.Operations):
 
     # -- attributes ------------------------------------------------------------------------------------------
 
+    def mount_of(self, path: str) -> Mount:
+        return self.namespace.mount_of(path)
+
+    def overlay_of(self, path: str) -> Overlay:
+        overlay = self.mount_of(path).overlay
+        assert overlay is not None, "every mount has its overlay"
+        return overlay
+
     def meta(self, inode: Inode) -> Meta | None:
-        return self.overlay.get(self.table.key(inode.path)) if inode.ino in self.table.by_ino else None
+        if inode.ino not in self.table.by_ino:
+            return None
+        return self.overlay_of(inode.path).get(self.table.key(inode.path))
 
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
         meta = self.meta(inode) or Meta()
-        identity = self.mount.identity
+        identity = self.mount_of(inode.path).identity
         kind = stat.S_IFMT(meta.mode) if meta.mode is not None else inode.kind
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = inode.ino
@@ -131,7 +142,7 @@ class Operations(pyfuse3.Operations):
         now = time.time_ns()
         values: dict[str, int | str] = {"ctime": now, "etag": inode.etag}
         values.update({name: (now if value < 0 else value) for name, value in times.items()})
-        self.overlay.update(self.table.key(inode.path), **values)
+        self.overlay_of(inode.path).update(self.table.key(inode.path), **values)
 
     def dir_changed(self, path: str) -> None:
         """A directory's entries changed: its mtime and ctime move (POSIX)."""
@@ -140,8 +151,19 @@ class Operations(pyfuse3.Operations):
             self.changed(parent, mtime=-1)
 
     def writable(self) -> None:
-        if self.mount.readonly:
-            raise OSError(errno.EROFS, "read-only mount")
+        """A hook to refuse every change at once (a stopping service); read-only mounts are changing()'s."""
+
+    def changing(self, path: str) -> Mount:
+        """The mount `path` belongs to, if it may be changed: EROFS on a read-only mount."""
+        self.writable()
+        mount = self.mount_of(path)
+        if mount.readonly:
+            raise OSError(errno.EROFS, f"{mount.uri} is mounted read-only")
+        return mount
+
+    def not_a_mount_point(self, path: str) -> None:
+        if self.namespace.is_mount_point(path):
+            raise OSError(errno.EBUSY, f"/{path} is a mount point: unmount it with s3fuse fs unmount")
 
     # -- metadata --------------------------------------------------------------------------------------------
 
@@ -165,8 +187,8 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        self.writable()
         node = self.table.get(inode)
+        self.changing(node.path)
         if fields.update_size:
             await self.truncate(node, attr.st_size, fh)
         meta = self.meta(node) or Meta()
@@ -196,7 +218,8 @@ class Operations(pyfuse3.Operations):
             async with file.lock:
                 await file.truncate(size)
             return
-        file = self.files.open(node, self.table.key(node.path))  # no handle: truncate and upload now
+        mount = self.mount_of(node.path)  # no handle: truncate and upload now
+        file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         try:
             async with file.lock:
                 await file.truncate(size)
@@ -222,7 +245,7 @@ class Operations(pyfuse3.Operations):
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         """Permissions are the kernel's (default_permissions); only EROFS is ours to say."""
         if mode & os.W_OK:
-            self.writable()
+            self.changing(self.table.get(inode).path)
         return True
 
     # -- directories -----------------------------------------------------------------------------------------
@@ -254,11 +277,11 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
                     ) -> pyfuse3.EntryAttributes:
-        self.writable()
         parent = self.table.get(parent_inode)
         path = join(parent.path, decode(name))
+        mount = self.changing(path)
         await self.must_not_exist(parent, path)
-        await changes.make_marker(self.client, self.table.dir_prefix(path))
+        await changes.make_marker(mount.client, self.table.dir_prefix(path))
         inode = self.table.created(path, is_dir=True)
         self.changed(inode, mode=stat.S_IFDIR | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
         self.dir_changed(parent.path)
@@ -275,15 +298,16 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.writable()
         parent = self.table.get(parent_inode)
         inode = await self.table.lookup(parent, decode(name))
         if not inode.is_dir:
             raise OSError(errno.ENOTDIR, inode.path)
-        await changes.remove_dir(self.client, self.table.dir_prefix(inode.path))
-        self.overlay.delete(self.table.key(inode.path))
+        self.not_a_mount_point(inode.path)
+        mount = self.changing(inode.path)
+        await changes.remove_dir(mount.client, self.table.dir_prefix(inode.path))
+        self.overlay_of(inode.path).delete(self.table.key(inode.path))
         self.table.removed(inode.path)
-        await changes.keep_parent(self.client, self.table.dir_prefix(parent.path))
+        await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
         self.dir_changed(parent.path)
 
     # -- files -----------------------------------------------------------------------------------------------
@@ -294,11 +318,10 @@ class Operations(pyfuse3.Operations):
         if node.is_dir:
             raise OSError(errno.EISDIR, node.path)
         writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
-        if writable or flags & os.O_TRUNC:
-            self.writable()
+        mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
         if self.files.get(inode) is None:
             node = await self.table.refresh(node)
-        file = self.files.open(node, self.table.key(node.path))
+        file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         if flags & os.O_TRUNC and writable:
             async with file.lock:
                 await file.truncate(0)
@@ -317,12 +340,12 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        self.writable()
         parent = self.table.get(parent_inode)
         path = join(parent.path, decode(name))
+        mount = self.changing(path)
         await self.must_not_exist(parent, path)
         inode = self.table.created(path, is_dir=False)
-        file = self.files.open(inode, self.table.key(path), new=True)
+        file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
         self.changed(inode, mode=stat.S_IFREG | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         self.table.pin(inode.ino)
@@ -388,18 +411,19 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.writable()
         parent = self.table.get(parent_inode)
         inode = await self.table.lookup(parent, decode(name))
         if inode.is_dir:
             raise OSError(errno.EISDIR, inode.path)
+        mount = self.changing(inode.path)
+        key = self.table.key(inode.path)
         file = await self.detach(inode)
         if file is None or file.base_etag:
-            await self.client.delete(self.table.key(inode.path))
-        self.overlay.delete(self.table.key(inode.path))
+            await mount.client.delete(key)
+        self.overlay_of(inode.path).delete(key)
         self.table.removed(inode.path)
-        self.cache.drop(self.table.key(inode.path))
-        await changes.keep_parent(self.client, self.table.dir_prefix(parent.path))
+        self.cache.drop(mount.client.bucket, key)
+        await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
         self.dir_changed(parent.path)
 
     async def detach(self, inode: Inode) -> OpenFile | None:
@@ -414,7 +438,6 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: pyfuse3.RequestContext) -> None:
-        self.writable()
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise OSError(errno.EINVAL, "RENAME_EXCHANGE cannot be atomic on S3")
         old_parent, new_parent = self.table.get(parent_inode_old), self.table.get(parent_inode_new)
@@ -422,6 +445,11 @@ class Operations(pyfuse3.Operations):
         new_path = join(new_parent.path, decode(name_new))
         if new_path == source.path:
             return
+        mount = self.changing(source.path)
+        if self.changing(new_path) is not mount:
+            raise OSError(errno.EXDEV, "rename across mount points")
+        self.not_a_mount_point(source.path)
+        self.not_a_mount_point(new_path)
         if source.is_dir and (new_path + "/").startswith(source.path + "/"):
             raise OSError(errno.EINVAL, "cannot move a directory into itself")
         target = await self.existing(new_parent, name_new)
@@ -433,19 +461,19 @@ class Operations(pyfuse3.Operations):
             if target.is_dir and not source.is_dir:
                 raise OSError(errno.EISDIR, new_path)
             if target.is_dir:
-                await changes.remove_dir(self.client, self.table.dir_prefix(target.path))
+                await changes.remove_dir(mount.client, self.table.dir_prefix(target.path))
             else:
                 await self.detach(target)
         old_key, new_key = self.table.key(source.path), self.table.key(new_path)
         if source.is_dir:
-            await changes.rename_dir(self.client, self.mount.config, self.table.dir_prefix(source.path),
+            await changes.rename_dir(mount.client, mount.config, self.table.dir_prefix(source.path),
                                      self.table.dir_prefix(new_path))
         else:
-            await self.rename_file(source, new_key)
-        self.overlay.rename(old_key, new_key)
-        self.cache.drop(old_key)
+            await self.rename_file(mount, source, new_key)
+        self.overlay_of(source.path).rename(old_key, new_key)
+        self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
-        await changes.keep_parent(self.client, self.table.dir_prefix(old_parent.path))
+        await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
         self.dir_changed(new_parent.path)
@@ -458,14 +486,14 @@ class Operations(pyfuse3.Operations):
                 return None
             raise
 
-    async def rename_file(self, source: Inode, new_key: str) -> None:
+    async def rename_file(self, mount: Mount, source: Inode, new_key: str) -> None:
         """An open file moves with its handles: pending bytes are uploaded first, later ones go to the new key."""
         file = self.files.get(source.ino)
         if file is not None:
             async with file.lock:
                 await file.commit()
                 file.key = new_key
-        await changes.rename_file(self.client, self.mount.config, self.table.key(source.path), new_key, source.size)
+        await changes.rename_file(mount.client, mount.config, self.table.key(source.path), new_key, source.size)
 
     # -- symlinks and links ----------------------------------------------------------------------------------
 
@@ -473,12 +501,12 @@ class Operations(pyfuse3.Operations):
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
         """Stored the s3fs way: the body is the target, x-amz-meta-mode carries S_IFLNK."""
-        self.writable()
         parent = self.table.get(parent_inode)
         path = join(parent.path, decode(name))
+        mount = self.changing(path)
         await self.must_not_exist(parent, path)
         metadata = {"mode": str(SYMLINK_MODE)}
-        etag = await self.client.put(self.table.key(path), target, metadata)
+        etag = await mount.client.put(self.table.key(path), target, metadata)
         inode = self.table.created(path, is_dir=False)
         inode.size, inode.etag, inode.metadata = len(target), etag, metadata
         self.changed(inode, mode=SYMLINK_MODE, uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
@@ -488,7 +516,10 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         node = self.table.get(inode)
-        return await self.cache.read(self.table.key(node.path), node.etag, node.size, 0, node.size)
+        if node.kind != stat.S_IFLNK and stat.S_IFMT((self.meta(node) or Meta()).mode or 0) != stat.S_IFLNK:
+            raise OSError(errno.EINVAL, "not a symbolic link")
+        version = Version(self.mount_of(node.path).client, self.table.key(node.path), node.etag, node.size)
+        return await self.cache.read(version, 0, node.size)
 
     @errno_boundary
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
@@ -517,7 +548,7 @@ class Operations(pyfuse3.Operations):
         text = name.decode("utf-8", "surrogateescape")
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.overlay.xattrs(
+        values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.overlay_of(node.path).xattrs(
             self.table.key(node.path))
         if text not in values:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
@@ -526,22 +557,22 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         node = self.table.get(inode)
-        names = [*(await self.s3_xattrs(node)), *self.overlay.xattrs(self.table.key(node.path))]
+        names = [*(await self.s3_xattrs(node)), *self.overlay_of(node.path).xattrs(self.table.key(node.path))]
         return [name.encode("utf-8", "surrogateescape") for name in names]
 
     @errno_boundary
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.writable()
         node = self.table.get(inode)
+        self.changing(node.path)
         text = self.user_xattr(name)
-        self.overlay.set_xattr(self.table.key(node.path), text, value)
+        self.overlay_of(node.path).set_xattr(self.table.key(node.path), text, value)
         self.changed(node)
 
     @errno_boundary
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.writable()
         node = self.table.get(inode)
-        if not self.overlay.remove_xattr(self.table.key(node.path), self.user_xattr(name)):
+        self.changing(node.path)
+        if not self.overlay_of(node.path).remove_xattr(self.table.key(node.path), self.user_xattr(name)):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         self.changed(node)
 

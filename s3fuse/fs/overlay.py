@@ -48,6 +48,11 @@ class Overlay:
         os.chmod(path, 0o600)
         self.cache: dict[str, Meta | None] = {}
 
+    @classmethod
+    def in_cache(cls, cache_dir: str, bucket: str) -> Overlay:
+        """The overlay of one bucket, kept beside the block cache (one file per bucket, shared by its mounts)."""
+        return cls(os.path.join(cache_dir, "overlay", f"{bucket}.sqlite"))
+
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
