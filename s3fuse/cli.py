@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from s3fuse import config as configuration
-from s3fuse import daemon, selfcheck
+from s3fuse import control, daemon, selfcheck
 from s3fuse.web import server
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,40 @@ def unmount_command(args: argparse.Namespace) -> int:
     return daemon.stop(os.path.abspath(args.mountpoint), args.pid, args.timeout)
 
 
+def fs_mount_command(args: argparse.Namespace) -> int:
+    """`s3fuse fs mount`: with no path, the mount table of every running daemon; else graft SOURCE at PATH."""
+    if args.path is None:
+        for point in control.running_mountpoints():
+            for row in control.call(point, {"op": "list"}).get("mounts", []):
+                flags = ",".join(f for f in ("readonly", "shared") if row.get(f)) or "-"
+                print(f"{row['uri']:40} on {os.path.join(point, row['path'].lstrip('/')).rstrip('/') or '/':40} "
+                      f"({flags}, {row['endpoint']})")
+        return 0
+    if args.source is None:
+        raise configuration.ConfigError("give the S3 URI to mount: s3fuse fs mount PATH s3://BUCKET/DIR")
+    build_config(args, args.source)  # a malformed property fails here, in the caller's terminal
+    point, relative = control.owning_mount(args.path)
+    conf = configuration.conf_dir(args.conf)
+    site = conf / configuration.SITE_FILE if conf else None
+    reply = control.call(point, {"op": "mount", "path": relative, "uri": args.source, "options": args.option,
+                                 "conf": str(conf) if site and site.is_file() else None, "readonly": args.readonly,
+                                 "shared": args.shared})
+    return report(reply, f"mounted {args.source} at {args.path}")
+
+
+def fs_unmount_command(args: argparse.Namespace) -> int:
+    point, relative = control.owning_mount(args.path)
+    return report(control.call(point, {"op": "unmount", "path": relative}), f"unmounted {args.path}")
+
+
+def report(reply: dict[str, object], success: str) -> int:
+    if "error" in reply:
+        print(f"s3fuse: {reply['error']}", file=sys.stderr)
+        return 1
+    print(success)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="s3fuse", description="Mount S3 as a POSIX filesystem (Alluxio-style "
                                                               "configuration).")
@@ -159,6 +193,18 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     fmt.set_defaults(run=format_command)
 
+    fs = commands.add_parser("fs", help="nested mounts inside a running mount (Alluxio's unified namespace)")
+    fs_commands = fs.add_subparsers(dest="fs_command", required=True)
+    fs_mount = fs_commands.add_parser("mount", help="graft s3://BUCKET/DIR at PATH inside a running mount; with "
+                                      "no arguments, list the mount table of every running daemon")
+    add_config_arguments(fs_mount)
+    fs_mount.add_argument("path", nargs="?", help="a new path inside a running s3fuse mount")
+    fs_mount.add_argument("source", nargs="?", help="s3://BUCKET/DIR")
+    fs_mount.set_defaults(run=fs_mount_command)
+    fs_unmount = fs_commands.add_parser("unmount", aliases=["umount"], help="remove a nested mount")
+    fs_unmount.add_argument("path")
+    fs_unmount.set_defaults(run=fs_unmount_command)
+
     template = commands.add_parser("template", help="print conf/alluxio-site.properties.template")
     template.set_defaults(run=lambda args: print(configuration.template(), end="") or 0)
     return top
@@ -174,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except configuration.ConfigError as exc:
         print(f"s3fuse: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (ConnectionError, FileNotFoundError) as exc:
+        print(f"s3fuse: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import pyfuse3
 import trio
 import trio_asyncio
 
+from s3fuse import control
 from s3fuse.cache.blocks import BlockCache
 from s3fuse.cache.disk import DiskCache
 from s3fuse.config import Config
@@ -40,8 +41,8 @@ from s3fuse.fs.namespace import Mount, Namespace
 from s3fuse.fs.operations import Operations
 from s3fuse.fs.overlay import Overlay
 from s3fuse.metrics import Metrics, RecentErrors, S3Observer
+from s3fuse.mounts import NestedMounts, StartupError, build_mount, open_client
 from s3fuse.notify import notify as sd_notify
-from s3fuse.s3 import acl
 from s3fuse.s3.client import S3Client, endpoint_url
 from s3fuse.s3.errors import S3Error
 from s3fuse.upload import cleanup
@@ -60,10 +61,6 @@ try:
     VERSION = importlib.metadata.version("s3fuse")
 except importlib.metadata.PackageNotFoundError:
     VERSION = "unknown"
-
-
-class StartupError(Exception):
-    """The mount cannot start; the message is for the person who ran the command."""
 
 
 @dataclass(frozen=True)
@@ -114,33 +111,6 @@ def fuse_options(request: MountRequest, mount: Mount) -> set[str]:
     if request.debug_fuse:
         options.add("debug")
     return options
-
-
-async def resolve_identity(config: Config, client: S3Client) -> acl.Identity:
-    if not config.inherit_acl:
-        return acl.default_identity(config)
-    try:
-        return acl.identity_from_acl(config, await client.bucket_acl())
-    except S3Error as exc:
-        log.warning("cannot read the bucket ACL (%s): using alluxio.underfs.s3.default.mode %o", exc,
-                    config.default_mode)
-        return acl.default_identity(config)
-
-
-async def open_client(config: Config) -> S3Client:
-    """A client whose bucket answered: a missing bucket, bad credentials or a dead endpoint stop here."""
-    client = S3Client(config, config.bucket)
-    await client.open()
-    try:
-        await client.check_bucket()
-    except S3Error as exc:
-        await client.close()
-        where = endpoint_url(config) or "AWS S3"
-        if exc.errno == errno.ENOENT:
-            raise StartupError(f"bucket {config.bucket!r} does not exist at {where}: create it or fix the "
-                               "S3 URI") from None
-        raise StartupError(f"cannot use bucket {config.bucket!r} at {where}: {exc}") from None
-    return client
 
 
 class ServiceOperations(Operations):
@@ -279,11 +249,12 @@ class Service:
         uploads = [UploadRow(f"s3://{f.client.bucket}/{f.key}", f.size, upload_state(f)) for f in self.unsaved()]
         uploads += [UploadRow(f"s3://{m.bucket}/{m.key}", 0, f"multipart upload {m.upload_id[:16]}... for "
                               f"{time.time() - m.started:.0f} s") for m in self.observer.multipart.values()]
-        row = MountRow(self.request.mountpoint, mount.uri, endpoint_url(config) or "AWS S3", mount.readonly,
-                       len(self.files.files), self.state)
+        rows = [MountRow(os.path.join(self.request.mountpoint, m.path) if m.path else self.request.mountpoint,
+                         m.uri, endpoint_url(m.config) or "AWS S3", m.readonly,
+                         len(self.files.files) if m is mount else 0, self.state) for m in self.mounts()]
         value = self.metrics.value
         return Status(
-            version=VERSION, pid=os.getpid(), started=self.started, now=time.time(), mounts=[row],
+            version=VERSION, pid=os.getpid(), started=self.started, now=time.time(), mounts=rows,
             cache_bytes=self.disk_bytes(), cache_limit=config.cache_size if self.disk is not None else 0,
             memory_bytes=self.cache.memory_bytes, hits=self.cache.hits, misses=self.cache.misses,
             read_bytes=value("s3fuse_read_bytes_total"), written_bytes=value("s3fuse_written_bytes_total"),
@@ -320,7 +291,11 @@ class Service:
 
     def cleanup_targets(self) -> list[cleanup.Target]:
         """Every writable mount: where stale multipart uploads are looked for."""
-        return [] if self.mount.readonly else [cleanup.Target(self.mount.client, self.mount.prefix)]
+        return [cleanup.Target(mount.client, mount.prefix) for mount in self.mounts() if not mount.readonly]
+
+    def mounts(self) -> list[Mount]:
+        """The root mount and every nested one."""
+        return list(self.operations.table.namespace.mounts.values())
 
 
 async def commit_quietly(file: OpenFile) -> None:
@@ -369,15 +344,14 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
     config = request.config
     observer = S3Observer(metrics)
     observer.attach(client)
-    identity = (await resolve_identity(config, client)).masked(config.readonly, config.shared)
-    overlay = Overlay.in_cache(config.cache_dirs[0], config.bucket)
-    mount = Mount(config, client, config.prefix, identity, config.readonly, overlay)
+    mount = await build_mount(config, client)
+    assert mount.overlay is not None
     listeners = await server.open_listeners(config.web_bind_host, config.web_port)
     disk = DiskCache(config.cache_dirs[0], config.cache_size) if config.cache_enabled else None
     cache = BlockCache(config.page_size, MEMORY_BLOCKS * config.page_size, disk)
     table = InodeTable(Namespace(mount), config.metadata_ttl, config.metadata_max_size)
     files = OpenFiles(cache, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")))
-    operations = ServiceOperations(mount, table, cache, files, overlay, metrics)
+    operations = ServiceOperations(mount, table, cache, files, mount.overlay, metrics)
     service = Service(request, mount, cache, disk, files, operations, metrics, observer, errors)
     service.register_gauges()
     pyfuse3.init(operations, request.mountpoint, fuse_options(request, mount))
@@ -387,6 +361,8 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
             nursery.start_soon(watch_signals, service)
             nursery.start_soon(report_ready, service, notify)
             nursery.start_soon(service.sample_every, SAMPLE_SECONDS)
+            nested = NestedMounts(table, files, observer.attach)
+            nursery.start_soon(control.serve, request.mountpoint, nested.handle)
             if listeners:
                 app = server.StatusApp(service.snapshot, metrics, service.in_flight_uploads)
                 nursery.start_soon(server.serve, app, listeners)
@@ -402,7 +378,11 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
         service.keep_unsaved()
     finally:
         pyfuse3.close(unmount=True)
-        overlay.close()
+        for each in service.mounts():
+            if each.overlay is not None:
+                each.overlay.close()
+            if each is not mount:
+                await each.client.close()
         if disk is not None:
             disk.close()
 

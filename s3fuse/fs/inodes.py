@@ -387,6 +387,14 @@ class InodeTable:
     def invalidate_listing(self, path: str) -> None:
         self.listings.pop(path, None)
 
+    def forget_subtree(self, path: str) -> None:
+        """Everything known at and below `path` is stale (a mount was grafted or removed there)."""
+        below = path + "/"
+        for listed in [p for p in self.listings if p == path or p.startswith(below)]:
+            del self.listings[listed]
+        for known in [p for p in self.by_path if p == path or p.startswith(below)]:
+            self.removed(known)
+
     # -- invalidation after our own changes ------------------------------------------------------------------
 
     def forget_path(self, path: str) -> None:
