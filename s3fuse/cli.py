@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import logging.config
 import os
 import re
 import sys
+import time
 from pathlib import Path
+
+import trio
+import trio_asyncio
 
 from s3fuse import config as configuration
 from s3fuse import control, daemon, selfcheck
+from s3fuse.s3.client import S3Client
+from s3fuse.upload import recovery
+from s3fuse.upload.staged import upload_file
 from s3fuse.web import server
 
 log = logging.getLogger(__name__)
@@ -145,6 +153,45 @@ def fs_unmount_command(args: argparse.Namespace) -> int:
     return report(control.call(point, {"op": "unmount", "path": relative}), f"unmounted {args.path}")
 
 
+def recover_command(args: argparse.Namespace) -> int:
+    """List what the recovery folder keeps; with --upload, put each file back under its key."""
+    config = configuration.load(args.conf, args.defines, args.option)
+    directory = recovery.folder(config.tmp_dirs[0])
+    items = list(recovery.kept(directory))
+    if not items:
+        print(f"nothing kept in {directory}")
+        return 0
+    for item in items:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.kept_at))
+        print(f"{when}  {item.size:>12}  s3://{item.bucket}/{item.key}  <- {item.path}")
+    if not args.upload:
+        print(f"{len(items)} file(s); upload them with: s3fuse recover --upload (same --option/--conf as the mount)")
+        return 0
+    failed = trio.run(upload_kept, config, items)
+    print(f"{len(items) - failed} uploaded, {failed} failed (kept)")
+    return 1 if failed else 0
+
+
+async def upload_kept(config: configuration.Config, items: list[recovery.Kept]) -> int:
+    failed = 0
+    async with trio_asyncio.open_loop():
+        for item in items:
+            bucket_config = dataclasses.replace(config, root_ufs=f"s3://{item.bucket}/")
+            client = S3Client(bucket_config, item.bucket)
+            await client.open()
+            try:
+                await upload_file(client, item.key, item.path, item.size, threshold=config.multipart_threshold,
+                                  part_size=config.partition_size)
+                recovery.forget(item)
+                print(f"uploaded s3://{item.bucket}/{item.key}")
+            except OSError as exc:
+                failed += 1
+                print(f"s3fuse: s3://{item.bucket}/{item.key}: {exc}", file=sys.stderr)
+            finally:
+                await client.close()
+    return failed
+
+
 def report(reply: dict[str, object], success: str) -> int:
     if "error" in reply:
         print(f"s3fuse: {reply['error']}", file=sys.stderr)
@@ -204,6 +251,12 @@ def parser() -> argparse.ArgumentParser:
     fs_unmount = fs_commands.add_parser("unmount", aliases=["umount"], help="remove a nested mount")
     fs_unmount.add_argument("path")
     fs_unmount.set_defaults(run=fs_unmount_command)
+
+    recover = commands.add_parser("recover", help="list (and with --upload, upload) files whose upload failed, "
+                                  "kept in the recovery folder under alluxio.tmp.dirs")
+    add_config_arguments(recover, mount_flags=False)
+    recover.add_argument("--upload", action="store_true", help="upload each kept file to its key, then drop it")
+    recover.set_defaults(run=recover_command)
 
     template = commands.add_parser("template", help="print conf/alluxio-site.properties.template")
     template.set_defaults(run=lambda args: print(configuration.template(), end="") or 0)

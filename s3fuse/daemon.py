@@ -45,7 +45,7 @@ from s3fuse.mounts import NestedMounts, StartupError, build_mount, open_client
 from s3fuse.notify import notify as sd_notify
 from s3fuse.s3.client import S3Client, endpoint_url
 from s3fuse.s3.errors import S3Error
-from s3fuse.upload import cleanup
+from s3fuse.upload import cleanup, recovery
 from s3fuse.web import server
 from s3fuse.web.status import History, MountRow, Sample, Status, UploadRow
 
@@ -346,6 +346,10 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
     observer.attach(client)
     mount = await build_mount(config, client)
     assert mount.overlay is not None
+    waiting = list(recovery.kept(recovery.folder(config.tmp_dirs[0])))
+    if waiting:
+        log.warning("%d file(s) whose upload failed earlier are kept in %s: list them with `s3fuse recover`, "
+                    "upload them with `s3fuse recover --upload`", len(waiting), recovery.folder(config.tmp_dirs[0]))
     listeners = await server.open_listeners(config.web_bind_host, config.web_port)
     disk = DiskCache(config.cache_dirs[0], config.cache_size) if config.cache_enabled else None
     cache = BlockCache(config.page_size, MEMORY_BLOCKS * config.page_size, disk)

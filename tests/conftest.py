@@ -85,6 +85,7 @@ class Mounted:
     options: list[str] = field(default_factory=list)
     proxy: Proxy | None = None  # when mounted through a recording proxy
     cache: Path | None = None
+    staging: Path | None = None
 
     def client(self) -> Any:
         return self.server.client()
@@ -94,7 +95,9 @@ class Mounted:
 
     def unmount(self) -> int:
         """Unmount and return the daemon's exit status."""
-        if os.path.ismount(self.path):
+        if self.process.poll() is not None:  # died (or was killed): a stale mount may be left
+            subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        elif os.path.ismount(self.path):
             result = subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True, text=True)
             if result.returncode != 0:
                 subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
@@ -138,20 +141,23 @@ def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str, public_dir: P
 
     def mount(*options: str, server: LocalS3 | None = None, bucket_name: str | None = None, prefix: str = "",
               args: tuple[str, ...] = (), env: dict[str, str] | None = None, via_proxy: bool = False,
-              cache_of: Mounted | None = None) -> Mounted:
-        """`cache_of`: reuse an earlier mount's cache directory (block cache and metadata overlay)."""
+              cache_of: Mounted | None = None, at: Path | None = None) -> Mounted:
+        """`cache_of`: reuse an earlier mount's cache and staging directories (block cache, metadata overlay,
+        recovery folder); `at`: mount at this path (e.g. where a crashed mount was)."""
         server = server or s3_server
         name = bucket_name or bucket
         proxy = stack.enter_context(running_proxy(server.endpoint)) if via_proxy else None
         if proxy is not None:
             options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", *options)
         index = len(mounts)
-        path = Path(tempfile.mkdtemp(prefix=f"mnt{index}-", dir=public_dir))
-        path.chmod(0o755)
+        path = at or Path(tempfile.mkdtemp(prefix=f"mnt{index}-", dir=public_dir))
+        if at is None:
+            path.chmod(0o755)
         cache = cache_of.cache if cache_of is not None else tmp_path / f"cache{index}"
         log = tmp_path / f"s3fuse{index}.log"
+        staging = cache_of.staging if cache_of is not None else tmp_path / f"staging{index}"
         all_options = [*server.mount_options(), f"alluxio.user.client.cache.dirs={cache}",
-                       f"alluxio.tmp.dirs={tmp_path / f'staging{index}'}", "alluxio.master.web.port=0", *options]
+                       f"alluxio.tmp.dirs={staging}", "alluxio.master.web.port=0", *options]
         command = [str(BIN / "s3fuse"), "mount", "-f", *args]
         for option in all_options:
             command += ["--option", option]
@@ -160,7 +166,7 @@ def mount_factory(tmp_path: Path, s3_server: LocalS3, bucket: str, public_dir: P
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
                                        env=clean_aws_environment({"S3FUSE_CONF_DIR": str(tmp_path / "noconf"),
                                                                   **(env or {})}))
-        mounted = Mounted(path, process, log, server, name, list(all_options), proxy, cache)
+        mounted = Mounted(path, process, log, server, name, list(all_options), proxy, cache, staging)
         mounts.append(mounted)
         wait_mounted(path, process, log)
         return mounted

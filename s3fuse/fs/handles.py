@@ -11,7 +11,6 @@ import errno
 import logging
 import mimetypes
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
+from s3fuse.upload import recovery
 from s3fuse.upload.staged import remove_quietly, upload_file
 from s3fuse.upload.streaming import StreamingUpload
 
@@ -76,7 +76,7 @@ class Staging:
 
     @property
     def recovery_dir(self) -> str:
-        return os.path.join(os.path.dirname(self.directory.rstrip("/")) or "/", "s3fuse-recovery")
+        return recovery.folder(os.path.dirname(self.directory.rstrip("/")) or "/")
 
     def new_file(self) -> str:
         handle, path = tempfile.mkstemp(prefix="stage-", dir=self.directory)
@@ -85,10 +85,7 @@ class Staging:
 
     def keep(self, path: str, bucket: str, key: str) -> str:
         """Move a staged file that could not be uploaded into the recovery folder; its new path."""
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{bucket}/{key}")[-150:]
-        target = os.path.join(self.recovery_dir, f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{safe}")
-        os.replace(path, target)
-        return target
+        return recovery.keep(self.recovery_dir, path, bucket, key)
 
 
 @dataclass
