@@ -9,18 +9,19 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from s3fuse.embedded import clean_aws_environment
-from tests.conftest import BIN, Mounted, MountFactory
+from tests.conftest import BIN, MountFactory
 from tests.integration.test_write import failing_uploads
 
 MiB = 1 << 20
 
 
-def wait_until(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition: Callable[[], object], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
