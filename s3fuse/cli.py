@@ -17,6 +17,7 @@ import trio_asyncio
 
 from s3fuse import config as configuration
 from s3fuse import control, daemon, selfcheck
+from s3fuse.hide import hide_secrets_from_ps
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
 from s3fuse.upload.staged import upload_file
@@ -264,6 +265,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hide_secrets_from_ps()
     args = parser().parse_args(argv)
     conf = getattr(args, "conf", None)
     setup_logging(configuration.conf_dir(conf), args.verbose)

@@ -7,6 +7,7 @@ import os
 import sys
 
 from s3fuse import cli, config, daemon
+from s3fuse.hide import hide_secrets_from_ps
 
 # Options mount(8) or fstab may pass that mean nothing to a FUSE daemon.
 IGNORED = frozenset({
@@ -29,6 +30,7 @@ def split_options(text: str) -> tuple[list[str], set[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hide_secrets_from_ps()
     parser = argparse.ArgumentParser(prog="mount.alluxio-s3", description="mount(8) helper for s3fuse")
     parser.add_argument("source", help="s3://BUCKET/DIR")
     parser.add_argument("mountpoint")

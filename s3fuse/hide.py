@@ -1,0 +1,37 @@
+"""Keep secrets given on the command line (`-o aws.secretKey=...`, `--option`, `-D`) out of `ps`: the process's
+own argument memory, which /proc/PID/cmdline shows, is overwritten in place."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+SECRET = re.compile(rb"(secretKey=|secret_key=|SecretAccessKey=)([^,\x00]+)", re.IGNORECASE)
+
+
+def argument_range() -> tuple[int, int]:
+    """Start and end of the argument strings in this process's memory (proc(5), /proc/self/stat 48-49)."""
+    with open("/proc/self/stat", "rb") as handle:
+        fields = handle.read().rpartition(b")")[2].split()
+    return int(fields[45]), int(fields[46])  # fields after the command name start at field 3
+
+
+def masked(arguments: bytes) -> bytes:
+    return SECRET.sub(lambda match: match.group(1) + b"*" * len(match.group(2)), arguments)
+
+
+def hide_secrets_from_ps() -> None:
+    """Best effort: a kernel that refuses writes to /proc/self/mem leaves the arguments as they are."""
+    try:
+        start, end = argument_range()
+        with open("/proc/self/mem", "r+b", buffering=0) as memory:
+            memory.seek(start)
+            arguments = memory.read(end - start)
+            hidden = masked(arguments)
+            if hidden != arguments:
+                memory.seek(start)
+                memory.write(hidden)
+    except (OSError, ValueError, IndexError) as exc:
+        log.debug("cannot hide secrets from the process list: %s", exc)
