@@ -17,7 +17,7 @@ import trio_asyncio
 
 from s3fuse import config as configuration
 from s3fuse import control, daemon, selfcheck
-from s3fuse.hide import hide_secrets_from_ps
+from s3fuse.hide import SafeFormatter, hide_secrets_from_ps
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
 from s3fuse.upload.staged import upload_file
@@ -34,7 +34,9 @@ def setup_logging(conf_dir: Path | None, verbose: bool) -> None:
     if logging_conf is not None and logging_conf.is_file():
         logging.config.fileConfig(logging_conf, disable_existing_loggers=False)
         return
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("botocore", "aiobotocore", "urllib3", "asyncio", "trio_asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if os.environ.get("S3FUSE_DEBUG_S3") else logging.WARNING)
 

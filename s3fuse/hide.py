@@ -35,3 +35,15 @@ def hide_secrets_from_ps() -> None:
                 memory.write(hidden)
     except (OSError, ValueError, IndexError) as exc:
         log.debug("cannot hide secrets from the process list: %s", exc)
+
+
+CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127] if code != 9}
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines that hide secrets (`secretKey=...`) and stay one line even when a key holds a newline or
+    other control characters; a traceback still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record).translate(CONTROL).encode("utf-8", "surrogateescape")
+        return SECRET.sub(lambda match: match.group(1) + b"***", line).decode("utf-8", "surrogateescape")
