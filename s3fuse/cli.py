@@ -38,7 +38,7 @@ def setup_logging(conf_dir: Path | None, verbose: bool) -> None:
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("botocore", "aiobotocore", "urllib3", "asyncio", "trio_asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if os.environ.get("S3FUSE_DEBUG_S3") else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # request-level logs: conf/logging.conf.example
 
 
 def default_log_file(mountpoint: str) -> str:

@@ -202,7 +202,6 @@ class Config:
                                "Concurrent writes of object data (PUT, multipart parts)")
     service_threads: int = prop("alluxio.underfs.object.store.service.threads", INT, "20",
                                 "Concurrent copies of a directory rename (one per key)")
-    list_v1: bool = prop("alluxio.underfs.s3.list.objects.v1", BOOL, "false", "Use ListObjects (v1)")
     # identity
     inherit_acl: bool = prop("alluxio.underfs.s3.inherit.acl", BOOL, "true",
                              "Owner and mode from the bucket ACL (false: no ACL request, default.mode applies)")
@@ -239,6 +238,9 @@ class Config:
     metadata_max_size: int = prop("alluxio.user.metadata.cache.max.size", INT, "100000",
                                   "Directory listings kept in the metadata cache")
     # service
+    umount_timeout: float = prop("alluxio.fuse.umount.timeout", DURATION, "1min",
+                                 "How long a stop waits for uploads in flight; then their bytes are kept in the "
+                                 "recovery folder")
     web_port: int = prop("alluxio.master.web.port", INT, "19999", "Status page and /metrics port (0: off)")
     web_bind_host: str = prop("alluxio.master.web.bind.host", STR, "127.0.0.1", "Status page address")
     # where each explicitly set property came from (property name, origin): the credential log line names it

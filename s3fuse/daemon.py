@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 READ_AHEAD_KB = 1024
 MEMORY_BLOCKS = 16
-DEFAULT_UMOUNT_TIMEOUT = 60.0
 STOP_GRACE = 5.0  # after the uploads: how long a FUSE request still running may take before it is cancelled
 SAMPLE_SECONDS = 2.0
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -104,7 +103,8 @@ def fuse_options(request: MountRequest, mount: Mount) -> set[str]:
     options = set(pyfuse3.default_options)
     source = mount.uri if "," not in mount.uri else "s3fuse"
     options |= {f"fsname={source}", "subtype=alluxio-s3", "noatime"}
-    if request.allow_other or request.config.shared:
+    # another user than the one mounting (shared, or an ACL owner mapped to a local user) must be let in at all
+    if request.allow_other or request.config.shared or mount.identity.uid != os.getuid():
         options.add("allow_other")
     if mount.readonly:
         options.add("ro")
@@ -143,12 +143,6 @@ class ServiceOperations(Operations):
         return written
 
 
-def umount_timeout(config: Config) -> float:
-    """How long a stop waits for uploads in flight: `alluxio.fuse.umount.timeout` (Alluxio's name), one minute
-    by default."""
-    return float(getattr(config, "umount_timeout", DEFAULT_UMOUNT_TIMEOUT))
-
-
 @dataclass
 class Service:
     """One running mount and what the service around it needs: stop cleanly, report status, clean up."""
@@ -181,7 +175,7 @@ class Service:
         self.operations.stopping = True
         self.state = "finishing uploads"
         sd_notify("STOPPING=1", f"STATUS={reason}: finishing the uploads in flight, then unmounting")
-        await self.finish_uploads(umount_timeout(self.config), flush_kernel=True)
+        await self.finish_uploads(self.config.umount_timeout, flush_kernel=True)
         self.state = "unmounting"
         log.info("unmounting %s", self.request.mountpoint)
         pyfuse3.terminate()
@@ -377,7 +371,7 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
                 await pyfuse3.main()
             # unmounted from outside (umount, fusermount3 -u): anything still unsaved gets its chance
             if not operations.stopping:
-                await service.finish_uploads(umount_timeout(config), flush_kernel=False)
+                await service.finish_uploads(config.umount_timeout, flush_kernel=False)
             nursery.cancel_scope.cancel()
         service.keep_unsaved()
     finally:

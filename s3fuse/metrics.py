@@ -134,7 +134,7 @@ class S3Observer:
         self.creating: collections.Counter[tuple[str, str]] = collections.Counter()  # (bucket, key) being created
 
     def attach(self, client: S3Client) -> None:
-        events = client._client.meta.events
+        events = client.events
         events.register("provide-client-params.s3", self._params)
         events.register("before-call.s3", self._before)
         events.register("after-call.s3", self._after)

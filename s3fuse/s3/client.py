@@ -170,6 +170,11 @@ class S3Client:
         for hook in self.request_hooks:
             hook(model.name)
 
+    @property
+    def events(self) -> Any:
+        """botocore's event hooks of this client, for observers such as the metrics (after open())."""
+        return self._client.meta.events
+
     async def close(self) -> None:
         await trio_asyncio.aio_as_trio(self._stack.aclose)()
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from s3fuse.config import PROPERTY_FIELDS
 from s3fuse.embedded import LocalS3, clean_aws_environment
 from s3fuse.fs.operations import Operations
 from tests.conftest import BIN, Mounted, MountFactory
@@ -244,8 +243,6 @@ def test_sigterm_finishes_uploads_of_open_files(mount_factory: MountFactory) -> 
     assert not os.path.ismount(mounted.path)
 
 
-@pytest.mark.skipif("alluxio.fuse.umount.timeout" not in PROPERTY_FIELDS,
-                    reason="needs the alluxio.fuse.umount.timeout property in s3fuse/config.py")
 def test_sigterm_timeout_keeps_the_staged_bytes(mount_factory: MountFactory, tmp_path: Path) -> None:
     mounted = mount_factory("alluxio.master.web.port=0", "alluxio.fuse.umount.timeout=1sec", via_proxy=True)
     assert mounted.proxy is not None

@@ -95,7 +95,6 @@ def test_every_request_goes_through_the_http_proxy_path_style(mount_factory: Mou
 
 
 def test_virtual_host_style_is_the_default(mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
-    only_on_moto(s3_server, "the test RGW has no rgw_dns_name, so it cannot serve virtual-host-style requests")
     s3_server.client().put_object(Bucket=bucket, Key="seeded.txt", Body=b"seed")
     dead = free_port()
     with recording_proxy(s3_server.endpoint, bucket) as proxy:
