@@ -25,6 +25,21 @@ log = logging.getLogger(__name__)
 SITE_FILE = "alluxio-site.properties"
 DEFAULT_CONF_DIR = "/etc/s3fuse"
 ROOT_OPTION_PREFIX = "alluxio.master.mount.table.root.option."
+# alluxio.master.mount.table.NAME.{ufs,path,readonly,shared,option.KEY}: nested mounts grafted at start
+NESTED_PROPERTY = re.compile(r"alluxio\.master\.mount\.table\.(?!root\.)([A-Za-z0-9_-]+)\."
+                             r"(ufs|path|readonly|shared|option\.(.+))$")
+
+
+@dataclass(frozen=True)
+class NestedMount:
+    """A bucket or prefix the daemon grafts at `path` when it starts, as `s3fuse fs mount` would."""
+
+    name: str
+    path: str
+    ufs: str
+    readonly: bool = False
+    shared: bool = False
+    options: tuple[str, ...] = ()  # key=value, as `--option` gives them
 
 
 class ConfigError(Exception):
@@ -245,6 +260,8 @@ class Config:
     web_bind_host: str = prop("alluxio.master.web.bind.host", STR, "127.0.0.1", "Status page address")
     # where each explicitly set property came from (property name, origin): the credential log line names it
     origins: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+    nested_mounts: tuple[NestedMount, ...] = ()
+    conf_dir: str = ""  # the configuration directory the site file came from, for nested mounts to read it too
 
     def origin(self, name: str) -> str:
         """`/etc/s3fuse/alluxio-site.properties:3`, `-D aws.accessKeyId`, `option aws.accessKeyId`, or "" for a
@@ -335,7 +352,12 @@ def build(sources: Iterable[Mapping[str, Setting]], **overrides: Any) -> Config:
             merged[ALIASES.get(key, key)] = setting
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for key, setting in merged.items():
+        match = NESTED_PROPERTY.match(key)
+        if match:
+            collect_nested(nested, match, setting)
+            continue
         bound = PROPERTY_FIELDS.get(key)
         if bound is None:
             if key.startswith("alluxio.") and key not in _warned_unknown:
@@ -354,9 +376,35 @@ def build(sources: Iterable[Mapping[str, Setting]], **overrides: Any) -> Config:
         if value is not None:
             values[name] = value
             origins[_property_of(name)] = "command line"
-    config = Config(**values, origins=tuple(sorted(origins.items())))
+    config = Config(**values, origins=tuple(sorted(origins.items())), nested_mounts=nested_mounts(nested))
     check(config)
     return config
+
+
+def collect_nested(nested: dict[str, dict[str, Any]], match: re.Match[str], setting: Setting) -> None:
+    name, part, option = match.group(1), match.group(2), match.group(3)
+    spec = nested.setdefault(name, {"options": [], "origin": setting.origin})
+    if option:
+        spec["options"].append(f"{option}={setting.value}")
+    elif part in ("readonly", "shared"):
+        try:
+            spec[part] = parse_bool(setting.value)
+        except ValueError:
+            raise ConfigError(f"{setting.origin}: {match.group(0)}={setting.value!r}: expected true or false") from None
+    else:
+        spec[part] = setting.value.strip()
+
+
+def nested_mounts(nested: dict[str, dict[str, Any]]) -> tuple[NestedMount, ...]:
+    mounts = []
+    for name, spec in sorted(nested.items()):
+        if not spec.get("ufs") or not spec.get("path"):
+            raise ConfigError(f"{spec['origin']}: the nested mount {name!r} needs both "
+                              f"alluxio.master.mount.table.{name}.ufs and .path")
+        split_ufs(spec["ufs"])
+        mounts.append(NestedMount(name, spec["path"], spec["ufs"], spec.get("readonly", False),
+                                  spec.get("shared", False), tuple(spec["options"])))
+    return tuple(mounts)
 
 
 def _property_of(field_name: str) -> str:
@@ -389,9 +437,12 @@ def load(conf: str | None = None, defines: Iterable[str] = (), options: Iterable
             sources.append(read_properties(site))
         elif conf:
             raise ConfigError(f"{site}: no such file (the --conf directory must hold {SITE_FILE})")
+        else:
+            directory = None
     sources.append(parse_pairs(defines, "-D"))
     sources.append(parse_pairs(options, "option"))
-    return build(sources, **overrides)
+    config = build(sources, **overrides)
+    return dataclasses.replace(config, conf_dir=str(directory)) if directory is not None else config
 
 
 def template() -> str:

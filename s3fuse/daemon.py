@@ -360,6 +360,7 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
             nursery.start_soon(report_ready, service, notify)
             nursery.start_soon(service.sample_every, SAMPLE_SECONDS)
             nested = NestedMounts(table, files, observer.attach)
+            await nested.graft_configured(config)
             nursery.start_soon(control.serve, request.mountpoint, nested.handle)
             if listeners:
                 app = server.StatusApp(service.snapshot, metrics, service.in_flight_uploads)

@@ -103,8 +103,7 @@ class NestedMounts:
                     shared: bool) -> None:
         path = clean_path(where)
         try:
-            config = configuration.load(conf, (), options, root_ufs=uri, readonly=readonly or None,
-                                        shared=shared or None)
+            config = configuration.load(conf, (), options, root_ufs=uri, readonly=readonly, shared=shared)
         except configuration.ConfigError as exc:
             raise OSError(errno.EINVAL, str(exc)) from None
         parent = await self.directory(parent_of(path))
@@ -126,6 +125,17 @@ class NestedMounts:
         self.table.invalidate_listing(parent.path)
         self.tell_kernel(parent.ino, path)
         log.info("mounted %s at /%s", mount.uri, path)
+
+    async def graft_configured(self, config: Config) -> None:
+        """The nested mounts the site file lists (alluxio.master.mount.table.NAME.*) come back at start; one
+        that cannot be grafted is logged, and the rest of the filesystem still mounts."""
+        for spec in config.nested_mounts:
+            try:
+                await self.graft(spec.path, spec.ufs, config.conf_dir or None, list(spec.options), spec.readonly,
+                                 spec.shared)
+            except OSError as exc:
+                log.error("nested mount %r (%s at %s) not mounted: %s", spec.name, spec.ufs, spec.path,
+                          exc.strerror or exc)
 
     async def ungraft(self, where: str) -> None:
         path = clean_path(where)

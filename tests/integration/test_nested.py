@@ -93,3 +93,21 @@ def test_control_socket_is_root_only(mounted: Mounted) -> None:
                              "-c", script, str(path)], timeout=30)
     assert result.returncode == errno.EACCES
     assert Path(path).exists()
+
+
+def test_nested_mounts_from_the_site_file_come_back_at_start(mount_factory: MountFactory, other_bucket: str,
+                                                             s3_server: LocalS3, tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    common = "\n".join(s3_server.mount_options())
+    (conf / "alluxio-site.properties").write_text(
+        f"{common}\n"
+        f"alluxio.master.mount.table.archive.ufs=s3://{other_bucket}/data\n"
+        "alluxio.master.mount.table.archive.path=/archive\n"
+        "alluxio.master.mount.table.archive.readonly=true\n")
+    mounted = mount_factory(env={"S3FUSE_CONF_DIR": str(conf)})
+    assert (mounted.path / "archive" / "hello.txt").read_bytes() == b"from the other bucket"
+    with pytest.raises(OSError) as raised:
+        (mounted.path / "archive" / "new.txt").write_bytes(b"no")
+    assert raised.value.errno == errno.EROFS
+    (mounted.path / "root.txt").write_bytes(b"the root is writable")
