@@ -13,7 +13,7 @@ import pytest
 
 from s3fuse import control
 from s3fuse.embedded import LocalS3, clean_aws_environment
-from tests.conftest import BIN, Mounted
+from tests.conftest import BIN, Mounted, MountFactory
 
 
 def fs(*args: str, server: LocalS3 | None = None) -> subprocess.CompletedProcess[str]:
