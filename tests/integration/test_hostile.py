@@ -48,8 +48,8 @@ def test_newline_in_a_name(mounted: Mounted, s3_server: LocalS3) -> None:
         with pytest.raises(OSError):
             (mounted.path / "new\nline").write_bytes(b"x")
         return
-    (mounted.path / "new\nline").write_bytes(b"through the mount")
     client.put_object(Bucket=mounted.bucket, Key="direct\nline", Body=b"into S3")
+    (mounted.path / "new\nline").write_bytes(b"through the mount")
     assert sorted(os.listdir(mounted.path)) == ["direct\nline", "new\nline"]
     assert (mounted.path / "direct\nline").read_bytes() == b"into S3"
     assert client.get_object(Bucket=mounted.bucket, Key="new\nline")["Body"].read() == b"through the mount"
@@ -99,10 +99,14 @@ def test_concurrent_load_every_byte_checked(mount_factory: MountFactory, s3_serv
     # 8 readers of one large file (1 GiB on a real server; moto copies the whole object for every ranged
     # GET, so there the same test reads 64 MiB) and 16 writer/reader processes on their own files
     size = (1024 if s3_server.name == "rgw" else 64) * MiB
-    big = random.Random(1).randbytes(size)
-    digest = hashlib.sha256(big).hexdigest()
-    (mounted.path / "big.bin").write_bytes(big)
-    del big
+    chunk = random.Random(1).randbytes(8 * MiB)
+    sha = hashlib.sha256()
+    with open(mounted.path / "big.bin", "wb") as handle:
+        for index in range(size // len(chunk)):
+            piece = index.to_bytes(8, "big") + chunk[8:]  # every 8 MiB differs, so a misplaced block shows
+            sha.update(piece)
+            handle.write(piece)
+    digest = sha.hexdigest()
 
     def read_big(_: int) -> str:
         sha = hashlib.sha256()

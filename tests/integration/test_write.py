@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,8 @@ def test_unlinked_file_stays_usable_through_its_handle(mounted: Mounted) -> None
 def test_streaming_upload_sends_parts_before_close(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
                             "alluxio.underfs.s3.streaming.upload.partition.size=5MB", via_proxy=True)
-    assert mounted.proxy is not None
+    proxy = mounted.proxy
+    assert proxy is not None
     staging = Path(next(o for o in mounted.options if o.startswith("alluxio.tmp.dirs=")).split("=", 1)[1])
     rng = random.Random(9)
     data = rng.randbytes(48 * MiB)
@@ -146,10 +148,15 @@ def test_streaming_upload_sends_parts_before_close(mount_factory: MountFactory) 
         for start in range(0, len(data), MiB):
             handle.write(data[start:start + MiB])
             peak_staged = max(peak_staged, directory_bytes(staging))
-        parts_before_close = mounted.proxy.count("UploadPart")
-        assert "stream.bin" not in s3_keys(mounted)  # nothing visible before the upload completes
-    assert parts_before_close >= 6  # 9 full partitions: most went up while the writer went on
-    assert peak_staged <= 52 * MiB // 5 * 5 and peak_staged < len(data)  # bounded: never the whole file
+        handle.flush()
+        # all 9 full partitions go up while the file is still open; the object is not visible before close
+        deadline = time.monotonic() + 120
+        while proxy.count("UploadPart") < 9:
+            assert time.monotonic() < deadline, f"only {proxy.count('UploadPart')} parts sent before close"
+            time.sleep(0.1)
+        assert "stream.bin" not in s3_keys(mounted)
+    assert proxy.count("UploadPart") == 10  # the last, partial partition at close
+    assert peak_staged < len(data)  # bounded: never the whole file on local disk
     assert s3_bytes(mounted, "stream.bin") == data
 
 
