@@ -34,7 +34,7 @@ REPO = HERE.parent
 SOURCE = Path(os.environ.get("S3FUSE_SRC", str(REPO)))  # the s3fuse tree measured (bench/run puts it on PYTHONPATH)
 SIZES = Sizes()
 STEP_TIMEOUT = int(os.environ.get("STEP_TIMEOUT", "900"))
-BACKEND = os.environ.get("BACKEND", "moto-fast")
+BACKEND = os.environ.get("BACKEND", "rgw")  # a real S3 server by default (issue 8); moto-fast on request
 WORK = Path(os.environ["BENCH_WORK"])
 RESULTS = Path(os.environ.get("BENCH_RESULTS", str(HERE / "results")))
 VENV_BIN = Path(sys.executable).parent
@@ -499,7 +499,7 @@ def run_peers(logs: Path) -> dict[str, Any]:
                f"{VENV_BIN / 'mount.alluxio-s3'} s3://{{bucket}}/ {{mnt}} -o {options}")
     for stale in ("last_table.txt", "last_results.jsonl"):
         (base / stale).unlink(missing_ok=True)
-    env = dict(os.environ, BENCH_BASE=str(base), PROJECT_MOUNT_CMD=command,
+    env = dict(os.environ, BENCH_BASE=str(base), PROJECT_MOUNT_CMD=command, BACKEND=BACKEND,
                BIG_MIB=os.environ.get("PEERS_BIG_MIB", str(SIZES.big_mib)))
     targets = os.environ.get("PEERS_TARGETS", "direct s3fs rclone-full project").split()
     warn(f"peers: {shared / 'run.sh'} {' '.join(targets)} (log: {logs / 'peers.log'})")
