@@ -61,6 +61,8 @@ class BlockCache:
         self.memory_bytes = 0
         self.fetching: dict[BlockKey, Fetch] = {}
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
+        self.disk_busy = False
+        self.disk_skipped = 0
         self.hits = 0
         self.misses = 0
 
@@ -135,7 +137,23 @@ class BlockCache:
             del self.fetching[bkey]
             fetch.done.set()
         if fetched and self.disk is not None:
-            await self.disk.put(bkey, fetch.data)
+            self.store_on_disk(bkey, fetch.data)
+
+    def store_on_disk(self, bkey: BlockKey, data: bytes) -> None:
+        """One block at a time goes to the disk tier (about 300 MB/s through diskcache here); a block that
+        arrives while the writer is busy is not cached. Measured: writing every block of a cold read as it
+        arrived cut that read from 268 to 115 MB/s, the disk writes starving the GETs of CPU."""
+        if self.disk_busy or self.nursery is None or self.disk is None:
+            self.disk_skipped += 1
+            return
+        self.disk_busy = True
+        self.nursery.start_soon(self._write_block, self.disk, bkey, data)
+
+    async def _write_block(self, disk: DiskCache, bkey: BlockKey, data: bytes) -> None:
+        try:
+            await disk.put(bkey, data)
+        finally:
+            self.disk_busy = False
 
     async def get_with_retries(self, version: Version, start: int, end: int) -> bytes:
         """botocore retries failed requests, but not a body cut short after the headers arrived: a reset or a
