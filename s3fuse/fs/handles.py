@@ -105,6 +105,7 @@ class OpenFile:
     handles: int = 0
     unlinked: bool = False
     recovered: str | None = None
+    lost_write: OSError | None = None  # a write that failed locally: never upload the file without it
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     def version(self) -> Version:
@@ -179,7 +180,11 @@ class OpenFile:
         else:
             # bytes of the object are needed only up to where this write starts
             stage = await self.ensure_stage(keep_bytes=None if offset + len(data) < self.size else offset)
-            await stage.write(offset, data)
+            try:
+                await stage.write(offset, data)
+            except OSError as exc:  # a full disk: the file now lacks bytes the writer was told failed
+                self.lost_write = exc
+                raise
         self.size = max(self.size, offset + len(data))
         self.touch()
         return len(data)
@@ -193,6 +198,7 @@ class OpenFile:
     async def truncate(self, length: int) -> None:
         if length == 0 and self.streaming is None:  # no old byte is needed: start over, streamable again
             self.drop_stage()
+            self.lost_write = None
             self.base_etag, self.size = "", 0
         elif length != self.size or self.streaming is not None:
             stage = await self.ensure_stage(keep_bytes=length)
@@ -213,6 +219,9 @@ class OpenFile:
         """Make S3 hold exactly this file's bytes (nothing to do when clean or unlinked)."""
         if self.unlinked or not self.dirty:
             return
+        if self.lost_write is not None:
+            raise OSError(self.lost_write.errno or errno.EIO,
+                          f"{self.key}: not uploaded, a write to its staged copy failed ({self.lost_write})")
         try:
             if self.streaming is not None:
                 etag = await self.streaming.finish()
@@ -356,5 +365,5 @@ class OpenFiles:
             except OSError:
                 pass  # commit logged it and kept the bytes
             finally:
-                await file.discard()
                 self.files.pop(file.inode.ino, None)
+                await file.discard()

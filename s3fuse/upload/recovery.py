@@ -5,11 +5,14 @@ Nothing here is ever deleted except after a successful upload."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 FOLDER = "s3fuse-recovery"
 NOTE = ".json"
@@ -37,8 +40,11 @@ def keep(directory: str, path: str, bucket: str, key: str) -> str:
         target += "_"
     os.replace(path, target)
     note = {"bucket": bucket, "key": key, "size": os.path.getsize(target), "kept_at": time.time()}
-    with open(target + NOTE, "w", encoding="utf-8") as handle:
-        json.dump(note, handle)
+    try:
+        with open(target + NOTE, "w", encoding="utf-8") as handle:
+            json.dump(note, handle)
+    except OSError as exc:  # a full disk: the bytes are kept all the same, the log line names their key
+        log.error("no room for the note beside %s (s3://%s/%s): %s", target, bucket, key, exc)
     return target
 
 

@@ -107,3 +107,26 @@ def test_corrupt_cache_and_overlay_are_dropped_not_served(mount_factory: MountFa
     assert (again.path / "c.bin").read_bytes() == data
     assert "corrupt" in again.log_text()
     assert "unreadable" in again.log_text()  # the overlay was set aside, the mount started anyway
+
+
+def test_full_staging_disk_gives_enospc_and_loses_nothing_else(mount_factory: MountFactory, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        mounted = mount_factory(f"alluxio.tmp.dirs={small}")
+        (mounted.path / "fits.txt").write_bytes(b"small file")
+        with pytest.raises(OSError) as raised, open(mounted.path / "too-big.bin", "wb") as handle:
+            for _ in range(8):
+                handle.write(b"z" * MiB)
+            handle.flush()
+            os.fsync(handle.fileno())
+        assert raised.value.errno in (errno.ENOSPC, errno.EIO)
+        keys = [o["Key"] for o in mounted.client().list_objects_v2(Bucket=mounted.bucket).get("Contents", [])]
+        assert "too-big.bin" not in keys  # no partial object
+        assert (mounted.path / "fits.txt").read_bytes() == b"small file"
+        assert mounted.unmount() == 0
+        kept = [p for p in (small / "s3fuse-recovery").iterdir() if p.name.endswith("too-big.bin")]
+        assert kept and kept[0].read_bytes() == b"z" * kept[0].stat().st_size  # what was written, kept
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
