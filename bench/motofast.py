@@ -62,7 +62,7 @@ def patch_moto() -> None:
 @contextlib.contextmanager
 def fast_moto_server(port: int, log_path: str, started: Callable[[int], None] | None = None) -> Iterator[Any]:
     """This module as a server on 127.0.0.1:port, stopped when the block ends; yields an embedded.LocalS3."""
-    from s3fuse.embedded import LocalS3, clean_aws_environment, wait_for
+    from s3fuse.embedded import LocalS3, clean_aws_environment, stop, wait_for
 
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "-H", "127.0.0.1", "-p", str(port)],
@@ -73,12 +73,7 @@ def fast_moto_server(port: int, log_path: str, started: Callable[[int], None] | 
             wait_for(f"http://127.0.0.1:{port}/", 60, process)
             yield LocalS3(f"http://127.0.0.1:{port}", name="moto-fast")
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def main(argv: list[str]) -> int:

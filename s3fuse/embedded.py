@@ -100,13 +100,18 @@ def moto_server(port: int | None = None, log_path: str | None = None,
         wait_for(f"http://127.0.0.1:{port}/", 30, process)
         yield LocalS3(f"http://127.0.0.1:{port}")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process, killing it if it does not exit within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def seed(server: LocalS3, bucket: str, files: Mapping[str, bytes] = SAMPLE_FILES) -> None:

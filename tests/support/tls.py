@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from s3fuse.embedded import LocalS3, clean_aws_environment, free_port
+from s3fuse.embedded import LocalS3, clean_aws_environment, free_port, stop
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,4 @@ def tls_moto(certificates: Certificates, log_path: Path) -> Iterator[LocalS3]:
                 time.sleep(0.1)
         yield LocalS3(f"https://127.0.0.1:{port}")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
