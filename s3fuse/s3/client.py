@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import urllib.parse
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiobotocore.session
@@ -134,7 +132,6 @@ class S3Client:
     def __init__(self, config: Config, bucket: str) -> None:
         self.config = config
         self.bucket = bucket
-        self.requests: Counter[str] = Counter()
         self.credential_source = ""
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
@@ -145,7 +142,6 @@ class S3Client:
         self._total = trio.CapacityLimiter(total)  # every request
         self._admin = trio.CapacityLimiter(max(1, config.admin_threads))  # metadata requests
         self.upload_limiter = trio.CapacityLimiter(max(1, config.upload_threads))  # PUT and part uploads
-        self.request_hooks: list[Callable[[str], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -161,14 +157,8 @@ class S3Client:
         self._client = await self._stack.enter_async_context(session.create_client(
             "s3", endpoint_url=endpoint_url(self.config), config=client_config_, verify=verify,
             **resolved.client_kwargs))
-        self._client.meta.events.register("before-call.s3", self._count)
         if client_config_.signature_version == "s3":
             self._client.meta.events.register("before-sign.s3", bucket_slash(self.bucket))
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.requests[model.name] += 1
-        for hook in self.request_hooks:
-            hook(model.name)
 
     @property
     def events(self) -> Any:
@@ -255,11 +245,6 @@ class S3Client:
             reply = await self._client.put_object(Body=body, **kwargs)
             return str(reply.get("ETag", "")).strip('"')
         return await self._call(self.upload_limiter, "PutObject", key, request)
-
-    async def put_file(self, key: str, path: Path, metadata: Mapping[str, str] | None = None,
-                       content_type: str = "") -> str:
-        data = await trio.to_thread.run_sync(path.read_bytes)
-        return await self.put(key, data, metadata, content_type)
 
     def _write_args(self, key: str, metadata: Mapping[str, str] | None, content_type: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
