@@ -69,7 +69,9 @@ def s3_server(request: pytest.FixtureRequest) -> LocalS3:
 def bucket(s3_server: LocalS3) -> Iterator[str]:
     """A fresh bucket per test (on a user's own endpoint the credentials need s3:CreateBucket)."""
     name = f"t-{uuid.uuid4().hex[:20]}"
-    s3_server.client().create_bucket(Bucket=name)
+    where = {} if s3_server.region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": s3_server.region}}
+    s3_server.client().create_bucket(Bucket=name, **where)
     yield name
 
 
