@@ -277,24 +277,21 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
                     ) -> pyfuse3.EntryAttributes:
-        parent = self.table.get(parent_inode)
-        path = join(parent.path, decode(name))
-        mount = self.changing(path)
-        await self.must_not_exist(parent, path)
+        parent, path, mount = await self.new_name(parent_inode, name)
         await changes.make_marker(mount.client, self.table.dir_prefix(path))
         inode = self.table.created(path, is_dir=True)
         self.changed(inode, mode=stat.S_IFDIR | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         return self.entry(inode)
 
-    async def must_not_exist(self, parent: Inode, path: str) -> None:
-        try:
-            await self.table.lookup(parent, path.rpartition("/")[2])
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return
-            raise
-        raise OSError(errno.EEXIST, path)
+    async def new_name(self, parent_inode: int, name: bytes) -> tuple[Inode, str, Mount]:
+        """The parent, path and mount of a name about to be created: writable, and free (else EEXIST)."""
+        parent = self.table.get(parent_inode)
+        path = join(parent.path, decode(name))
+        mount = self.changing(path)
+        if await self.existing(parent, name) is not None:
+            raise OSError(errno.EEXIST, path)
+        return parent, path, mount
 
     @errno_boundary
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -340,10 +337,7 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent = self.table.get(parent_inode)
-        path = join(parent.path, decode(name))
-        mount = self.changing(path)
-        await self.must_not_exist(parent, path)
+        parent, path, mount = await self.new_name(parent_inode, name)
         inode = self.table.created(path, is_dir=False)
         file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
         self.changed(inode, mode=stat.S_IFREG | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
@@ -403,7 +397,8 @@ class Operations(pyfuse3.Operations):
         handle = self.handles.pop(fh)
         assert isinstance(handle, FileHandle)
         await self.files.close(handle.file)
-        self.table.saved(handle.file.inode)
+        if not handle.file.dirty:  # another handle may be rewriting it: S3 does not hold that size yet
+            self.table.saved(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)
         handle.file.inode.expires = self.table.now() + self.table.ttl
 
@@ -501,10 +496,7 @@ class Operations(pyfuse3.Operations):
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
         """Stored the s3fs way: the body is the target, x-amz-meta-mode carries S_IFLNK."""
-        parent = self.table.get(parent_inode)
-        path = join(parent.path, decode(name))
-        mount = self.changing(path)
-        await self.must_not_exist(parent, path)
+        parent, path, mount = await self.new_name(parent_inode, name)
         metadata = {"mode": str(SYMLINK_MODE)}
         etag = await mount.client.put(self.table.key(path), target, metadata)
         inode = self.table.created(path, is_dir=False)
