@@ -116,13 +116,10 @@ def pick_port() -> int:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    from s3fuse.embedded import stop as stop_server  # late, like every s3fuse import here (S3FUSE_SRC)
+
     if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import pytest
 
 from s3fuse.embedded import clean_aws_environment
 from tests.conftest import BIN, MountFactory
-from tests.integration.test_write import failing_uploads
+from tests.integration.test_write import close_fails_with_eio
 
 MiB = 1 << 20
 
@@ -58,13 +58,7 @@ def test_kill_during_streaming_upload_leaves_no_partial_object(mount_factory: Mo
 
 def test_failed_uploads_are_listed_after_a_restart_and_recovered(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.underfs.s3.max.error.retry=0", via_proxy=True)
-    assert mounted.proxy is not None
-    mounted.proxy.fault = failing_uploads
-    handle = open(mounted.path / "lost.txt", "wb")
-    handle.write(b"must not be lost")
-    with pytest.raises(OSError) as raised:
-        handle.close()
-    assert raised.value.errno == errno.EIO
+    close_fails_with_eio(mounted, "lost.txt", b"must not be lost")
     assert mounted.unmount() == 0
 
     again = mount_factory(cache_of=mounted)

@@ -185,15 +185,21 @@ def failing_uploads(request: Request) -> tuple[int, bytes] | None:
     return None
 
 
-def test_failed_upload_at_close_is_eio_and_keeps_the_bytes(mount_factory: MountFactory, tmp_path: Path) -> None:
-    mounted = mount_factory("alluxio.underfs.s3.max.error.retry=1", via_proxy=True)
+def close_fails_with_eio(mounted: Mounted, name: str, data: bytes) -> None:
+    """Write a file while every upload fails at the proxy: its close() must answer EIO."""
     assert mounted.proxy is not None
     mounted.proxy.fault = failing_uploads
-    handle = open(mounted.path / "doomed.txt", "wb")
-    handle.write(b"precious bytes")
+    handle = open(mounted.path / name, "wb")
+    handle.write(data)
     with pytest.raises(OSError) as raised:
         handle.close()
     assert raised.value.errno == errno.EIO
+
+
+def test_failed_upload_at_close_is_eio_and_keeps_the_bytes(mount_factory: MountFactory, tmp_path: Path) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.max.error.retry=1", via_proxy=True)
+    assert mounted.proxy is not None
+    close_fails_with_eio(mounted, "doomed.txt", b"precious bytes")
     assert "doomed.txt" not in s3_keys(mounted)
     recovery = tmp_path / "s3fuse-recovery"
     kept = [p for p in recovery.rglob("*") if p.is_file()] if recovery.exists() else []
