@@ -126,7 +126,8 @@ class MultipartUpload:
 
 
 class S3Observer:
-    """Hooks on one client's botocore events: metrics, and the multipart uploads in flight."""
+    """Hooks on one client's requests (botocore's events, and the client's own listeners for the requests it
+    sends itself): metrics, and the multipart uploads in flight."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -139,6 +140,13 @@ class S3Observer:
         events.register("before-call.s3", self._before)
         events.register("after-call.s3", self._after)
         events.register("after-call-error.s3", self._failed)
+        client.listeners.append(self.record)
+
+    def record(self, operation: str, result: str, seconds: float, body_bytes: int) -> None:
+        """A request sent without botocore (the block cache's ranged GETs)."""
+        self.metrics.requests.labels(operation, result).inc()
+        self.metrics.latency.labels(operation).observe(seconds)
+        self.metrics.download_bytes.inc(body_bytes)
 
     def in_flight(self, bucket: str, key: str, upload_id: str) -> bool:
         """Whether this daemon is still writing that upload (or is creating an upload of that key right now)."""

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import trio
 
+from s3fuse.cache.buffers import BufferPool
 from s3fuse.cache.disk import DiskCache
 from s3fuse.s3.client import S3Client
-from s3fuse.s3.errors import S3Error
 
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, str, str, int]  # bucket, key, etag, block number
+Buffer = bytes | bytearray | mmap.mmap  # what holds a block's bytes (a pooled mmap, or bytes in tests)
 SMALL_ALIGN = 128 << 10  # random reads fetch their range rounded out to this
-# Failures while the body streams in, after botocore's own retries were done with the request: only these are
-# retried here (retrying what botocore already retried would multiply the time to EIO).
-BODY_FAILURES = frozenset({"Short", "ClientPayloadError", "ResponseStreamingError", "IncompleteReadError",
-                           "ContentLengthError", "TransferEncodingError"})
+DISK_WRITERS = 2  # blocks written to the disk tier at once
+SPARE_BUFFERS = 8  # pooled buffers beyond the memory tier's, for blocks on their way
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,26 @@ class Fetch:
     """A block on its way: readers wait on `done`, then find the data or the error."""
 
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
+    data: memoryview = field(default_factory=lambda: memoryview(b""))
     error: OSError | None = None
 
 
 class BlockCache:
-    def __init__(self, block_size: int, memory_limit: int, disk: DiskCache | None, attempts: int = 4) -> None:
-        self.attempts = max(1, attempts)
+    """Blocks are handed out as memoryviews over their buffer, a new view per reader: while any reader still
+    holds one, the buffer is not reused (BufferPool checks its references)."""
+
+    def __init__(self, block_size: int, memory_limit: int, disk: DiskCache | None) -> None:
         self.block_size = block_size
         self.memory_limit = max(memory_limit, 2 * block_size)
         self.disk = disk
-        self.memory: OrderedDict[BlockKey, bytes] = OrderedDict()
+        self.memory: OrderedDict[BlockKey, tuple[Buffer, int]] = OrderedDict()  # buffer, length of the block
         self.memory_bytes = 0
+        self.pool = BufferPool(block_size, self.memory_limit // block_size + SPARE_BUFFERS)
         self.fetching: dict[BlockKey, Fetch] = {}
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
-        self.disk_busy = False
+        self.disk_writers = trio.CapacityLimiter(DISK_WRITERS)
+        self.disk_backlog = 0  # bytes of fetched blocks waiting for the disk tier
+        self.disk_backlog_limit = self.memory_limit // 2
         self.hits = 0
         self.misses = 0
 
@@ -70,24 +75,27 @@ class BlockCache:
 
     # -- memory tier -----------------------------------------------------------------------------------------
 
-    def _keep(self, bkey: BlockKey, data: bytes) -> None:
+    def _keep(self, bkey: BlockKey, buffer: Buffer, length: int) -> None:
         if bkey in self.memory:
             return
-        self.memory[bkey] = data
-        self.memory_bytes += len(data)
+        self.memory[bkey] = (buffer, length)
+        self.memory_bytes += length
         while self.memory_bytes > self.memory_limit and self.memory:
-            _, old = self.memory.popitem(last=False)
-            self.memory_bytes -= len(old)
+            _, (old, old_length) = self.memory.popitem(last=False)
+            self.memory_bytes -= old_length
+            self.pool.give(old)
+            del old
 
-    def cached(self, bkey: BlockKey) -> bytes | None:
-        data = self.memory.get(bkey)
-        if data is not None:
-            self.memory.move_to_end(bkey)
-        return data
+    def cached(self, bkey: BlockKey) -> memoryview | None:
+        held = self.memory.get(bkey)
+        if held is None:
+            return None
+        self.memory.move_to_end(bkey)
+        return memoryview(held[0])[:held[1]]
 
     # -- fetching --------------------------------------------------------------------------------------------
 
-    async def block(self, version: Version, number: int) -> bytes:
+    async def block(self, version: Version, number: int) -> memoryview:
         """The whole block `number` of the object (shorter at the end of the object)."""
         bkey = version.block_key(number)
         data = self.cached(bkey)
@@ -117,54 +125,45 @@ class BlockCache:
         bkey = version.block_key(number)
         start = number * self.block_size
         end = min(version.size, start + self.block_size)
+        buffer = self.pool.take()
+        view = memoryview(buffer)[:end - start]
         fetched = False
         try:
-            data = await self.disk.get(bkey, end - start) if self.disk is not None else None
-            if data is not None:
+            if self.disk is not None and self.disk.has(bkey) and await self.disk.get(bkey, view):
                 self.hits += 1
             else:
                 self.misses += 1
                 log.debug("GET %s block %d: start (%d in flight)", version.key, number, len(self.fetching))
-                data = await self.get_with_retries(version, start, end)
+                await version.client.get_range(version.key, start, end, version.etag, into=view)
                 log.debug("GET %s block %d: done", version.key, number)
                 fetched = True
-            fetch.data = data
-            self._keep(bkey, data)
+            fetch.data = view
+            self._keep(bkey, buffer, end - start)
         except OSError as exc:  # S3Error included; a disk-tier failure costs a refetch, never wrong bytes
             fetch.error = exc
         finally:
             del self.fetching[bkey]
             fetch.done.set()
-        if fetched and self.disk is not None:
-            self.store_on_disk(bkey, fetch.data)
+        if fetched:
+            self.store_on_disk(bkey, view)
 
-    def store_on_disk(self, bkey: BlockKey, data: bytes) -> None:
-        """One block at a time goes to the disk tier (about 300 MB/s through diskcache here); a block that
-        arrives while the writer is busy is not cached. Measured: writing every block of a cold read as it
-        arrived cut that read from 268 to 115 MB/s, the disk writes starving the GETs of CPU."""
-        if self.disk_busy or self.nursery is None or self.disk is None:
+    def store_on_disk(self, bkey: BlockKey, data: memoryview) -> None:
+        """Every fetched block goes to the disk tier, DISK_WRITERS at a time; while the backlog of blocks waiting
+        for the disk is over its byte limit (a disk slower than the network), a block is served but not kept."""
+        if self.nursery is None or self.disk is None:
             return
-        self.disk_busy = True
+        if self.disk_backlog + len(data) > self.disk_backlog_limit:
+            log.debug("disk tier behind by %d bytes: block %s not cached on disk", self.disk_backlog, bkey[1:])
+            return
+        self.disk_backlog += len(data)
         self.nursery.start_soon(self._write_block, self.disk, bkey, data)
 
-    async def _write_block(self, disk: DiskCache, bkey: BlockKey, data: bytes) -> None:
+    async def _write_block(self, disk: DiskCache, bkey: BlockKey, data: memoryview) -> None:
         try:
-            await disk.put(bkey, data)
+            async with self.disk_writers:
+                await disk.put(bkey, data)
         finally:
-            self.disk_busy = False
-
-    async def get_with_retries(self, version: Version, start: int, end: int) -> bytes:
-        """botocore retries failed requests, but not a body cut short after the headers arrived: a reset or a
-        truncated body mid-transfer is retried here, with backoff, before it becomes EIO."""
-        for attempt in range(self.attempts):
-            try:
-                return await version.client.get_range(version.key, start, end, version.etag)
-            except S3Error as exc:
-                if exc.s3_code not in BODY_FAILURES or attempt == self.attempts - 1:
-                    raise
-                log.info("GET %s bytes %d-%d failed (%s); retrying", version.key, start, end, exc)
-                await trio.sleep(0.1 * 2 ** attempt)
-        raise AssertionError("unreachable")
+            self.disk_backlog -= len(data)
 
     def prefetch(self, version: Version, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block."""
@@ -179,8 +178,9 @@ class BlockCache:
             fetch = self._start(bkey)
             self.nursery.start_soon(self._fill, version, number, fetch)
 
-    async def read(self, version: Version, offset: int, length: int) -> bytes:
-        """Bytes [offset, offset+length) of the object, clipped at its end."""
+    async def read(self, version: Version, offset: int, length: int) -> bytes | memoryview:
+        """Bytes [offset, offset+length) of the object, clipped at its end; within one block a view of the
+        cached block (no copy: pyfuse3 takes any buffer)."""
         end = min(version.size, offset + length)
         if offset >= end:
             return b""
@@ -198,7 +198,7 @@ class BlockCache:
             parts.append(data[max(offset, base) - base:min(end, base + len(data)) - base])
         return b"".join(parts)
 
-    async def read_small(self, version: Version, offset: int, length: int) -> bytes:
+    async def read_small(self, version: Version, offset: int, length: int) -> bytes | memoryview:
         """A random read: from a cached block when there is one, else a ranged GET of just the aligned range
         around it (not a whole block: random 4 KiB reads would move 2,000 times the bytes they use)."""
         end = min(version.size, offset + length)
@@ -210,8 +210,8 @@ class BlockCache:
         start = offset - offset % SMALL_ALIGN
         stop = min(version.size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)
         self.misses += 1
-        data = await self.get_with_retries(version, start, stop)
-        return data[offset - start:end - start]
+        data = await version.client.get_range(version.key, start, stop, version.etag)
+        return memoryview(data)[offset - start:end - start]
 
     def _has(self, bkey: BlockKey) -> bool:
         return bkey in self.memory or bkey in self.fetching or (self.disk is not None and self.disk.has(bkey))
@@ -219,4 +219,6 @@ class BlockCache:
     def drop(self, bucket: str, key: str) -> None:
         """Forget the memory blocks of a key (its object was replaced or removed by us)."""
         for bkey in [b for b in self.memory if b[0] == bucket and b[1] == key]:
-            self.memory_bytes -= len(self.memory.pop(bkey))
+            buffer, length = self.memory.pop(bkey)
+            self.memory_bytes -= length
+            self.pool.give(buffer)

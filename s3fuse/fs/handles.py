@@ -44,7 +44,7 @@ class StageFile:
         self.path = path
         self.fd = os.open(path, os.O_RDWR)
 
-    async def write(self, offset: int, data: bytes) -> None:
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         if len(data) < INLINE_IO:
             os.pwrite(self.fd, data, offset)
         else:
@@ -137,7 +137,7 @@ class OpenFile:
 
         async def fetch(number: int) -> None:
             data = await self.cache.block(self.version(), number)
-            await stage.write(number * block, data[:max(0, length - number * block)])
+            await stage.write(number * block, memoryview(data)[:max(0, length - number * block)])
 
         await bounded_map(fetch, range(-(-length // block)), max(1, self.config.threads // 4))
 
@@ -156,7 +156,7 @@ class OpenFile:
 
     # -- data ------------------------------------------------------------------------------------------------
 
-    async def read(self, offset: int, length: int, prefetcher: Prefetcher) -> bytes:
+    async def read(self, offset: int, length: int, prefetcher: Prefetcher) -> bytes | memoryview:
         if self.streaming is not None:
             await self.stop_streaming()
         if self.stage is not None:

@@ -357,7 +357,9 @@ class Operations(pyfuse3.Operations):
         return attrs
 
     @errno_boundary
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
+        """A view of a cached block where it can be: pyfuse3 replies from any buffer (handlers.pxi), so the
+        bytes are not copied once more on their way to the kernel."""
         log.debug("read fh=%d off=%d size=%d", fh, off, size)
         handle = self.handles.file(fh)
         file = handle.file
@@ -511,7 +513,7 @@ class Operations(pyfuse3.Operations):
         if node.kind != stat.S_IFLNK and stat.S_IFMT((self.meta(node) or Meta()).mode or 0) != stat.S_IFLNK:
             raise OSError(errno.EINVAL, "not a symbolic link")
         version = Version(self.mount_of(node.path).client, self.table.key(node.path), node.etag, node.size)
-        return await self.cache.read(version, 0, node.size)
+        return bytes(await self.cache.read(version, 0, node.size))
 
     @errno_boundary
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -17,14 +19,17 @@ from typing import Any, TypeVar
 
 import aiobotocore.session
 import aiohttp
+import botocore.auth
+import botocore.awsrequest
+import botocore.httpsession
 import trio
 import trio_asyncio
 from aiobotocore.config import AioConfig
 from aiobotocore.httpsession import AIOHTTPSession
 
 from s3fuse.config import SIGNERS, Config
-from s3fuse.s3 import credentials
-from s3fuse.s3.errors import S3Error, translate
+from s3fuse.s3 import credentials, ranged
+from s3fuse.s3.errors import S3Error, answer_error, no_answer, translate
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,11 @@ class ListPage:
     next_token: str | None
 
 
+# A request that botocore does not send, for the metrics: (operation, result such as "2xx", seconds, body bytes)
+RequestListener = Callable[[str, str, float, int], None]
+URL_REUSE = 60.0  # seconds an object's URL is reused for further ranges
+URLS_KEPT = 1024  # objects whose URL is remembered
+MAX_BACKOFF = 20.0  # botocore's standard retry mode: a random wait up to 2**attempt seconds, capped here
 CONNECT_TIMEOUT = 10.0  # the AWS SDK for Java's connection timeout, which Alluxio does not change
 
 
@@ -142,6 +152,15 @@ class S3Client:
         self._total = trio.CapacityLimiter(total)  # every request
         self._admin = trio.CapacityLimiter(max(1, config.admin_threads))  # metadata requests
         self.upload_limiter = trio.CapacityLimiter(max(1, config.upload_threads))  # PUT and part uploads
+        socket_timeout = config.socket_timeout or None
+        self._connections = ranged.Connections(ranged.Transport(
+            ssl_context=ranged.tls_context(config.ca_bundle, botocore.httpsession.get_cert_path(True)),
+            proxy=(config.proxy_host, config.proxy_port or 80) if config.proxy_host else None,
+            connect_timeout=min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT), socket_timeout=socket_timeout,
+            request_timeout=config.request_timeout or None))
+        self.listeners: list[RequestListener] = []
+        self._urls: dict[str, tuple[str, float]] = {}  # key -> (URL, when it was made)
+        self._signing: tuple[Any, Any] | None = None  # (frozen credentials, the signer made with them)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -166,6 +185,7 @@ class S3Client:
         return self._client.meta.events
 
     async def close(self) -> None:
+        self._connections.close()
         await trio_asyncio.aio_as_trio(self._stack.aclose)()
 
     # -- the bridge ------------------------------------------------------------------------------------------
@@ -224,19 +244,81 @@ class S3Client:
 
     # -- data ------------------------------------------------------------------------------------------------
 
-    async def get_range(self, key: str, start: int, end: int, etag: str = "") -> bytes:
-        """Bytes [start, end) of the object; with `etag`, S3Error(ESTALE) when the object has changed."""
-        async def request() -> bytes:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
-            if etag:
-                kwargs["IfMatch"] = f'"{etag}"'
-            reply = await self._client.get_object(**kwargs)
-            async with reply["Body"] as body:
-                data: bytes = await body.read()
-            if len(data) != end - start:  # a truncated body is an error, never data
-                raise S3Error(5, f"GetObject {key}: short body ({len(data)} bytes for {start}-{end})", "Short")
-            return data
-        return await self._call(None, "GetObject", key, request)
+    async def get_range(self, key: str, start: int, end: int, etag: str = "",
+                        into: memoryview | None = None) -> memoryview:
+        """Bytes [start, end) of the object, into `into` when given (a buffer of that length); with `etag`,
+        S3Error(ESTALE) when the object has changed. The body travels on a worker thread (ranged.py); failures
+        are retried like botocore's standard mode, and so is a body cut short."""
+        target = memoryview(bytearray(end - start)) if into is None else into
+        headers = {"Range": f"bytes={start}-{end - 1}"} | ({"If-Match": f'"{etag}"'} if etag else {})
+        attempts = self.config.max_error_retry + 1
+        async with self._total:
+            for attempt in range(attempts):
+                began = time.monotonic()
+                try:
+                    url = await self._object_url(key)
+                    signer = await self._signer()
+                    await trio.to_thread.run_sync(self._get_range_now, url, start, end, headers, signer, target)
+                except ranged.RangeFailure as failure:
+                    self._observe("GetObject", f"{failure.status // 100}xx" if failure.status else "failed",
+                                  time.monotonic() - began, 0)
+                    if not failure.retriable or attempt == attempts - 1:
+                        where = f"s3://{self.bucket}/{key}"
+                        if failure.status:
+                            raise answer_error(failure.code, str(failure.status), str(failure), "GetObject", where,
+                                               self.credential_source) from None
+                        raise no_answer(failure.code, str(failure), "GetObject", where) from None
+                    log.info("GET %s bytes %d-%d failed (%s %s); retrying", key, start, end, failure.code, failure)
+                    await trio.sleep(random.random() * min(MAX_BACKOFF, 2 ** attempt))
+                    continue
+                except Exception as exc:  # credentials that cannot be loaded or refreshed
+                    raise translate(exc, "GetObject", f"s3://{self.bucket}/{key}", self.credential_source) from exc
+                self._observe("GetObject", "2xx", time.monotonic() - began, end - start)
+                return target
+        raise AssertionError("unreachable")
+
+    def _get_range_now(self, url: str, start: int, end: int, headers: dict[str, str], signer: Any,
+                       into: memoryview) -> None:
+        """On a worker thread: sign the request (in its headers, as botocore signs its own) and read the body."""
+        request = botocore.awsrequest.AWSRequest(method="GET", url=url, headers=headers)
+        parts = urllib.parse.urlsplit(url)
+        if (parts.hostname or "").startswith(f"{self.bucket}."):  # virtual host: SigV2 signs the path style path
+            request.auth_path = f"/{self.bucket}{parts.path}"
+        if signer is not None:
+            signer.add_auth(request)
+        ranged.get_range(self._connections, url, start, end, into, dict(request.headers.items()))
+
+    async def _object_url(self, key: str) -> str:
+        """The object's URL as botocore builds it (endpoint, addressing style, quoting), taken from a presigned
+        URL without its query; remembered for URL_REUSE seconds."""
+        now = time.monotonic()
+        known = self._urls.get(key)
+        if known is not None and now - known[1] < URL_REUSE:
+            return known[0]
+        presigned: str = await trio_asyncio.aio_as_trio(self._client.generate_presigned_url)(
+            "get_object", Params={"Bucket": self.bucket, "Key": key})
+        url = urllib.parse.urlunsplit(urllib.parse.urlsplit(presigned)._replace(query=""))
+        if len(self._urls) >= URLS_KEPT:
+            self._urls.clear()
+        self._urls[key] = (url, now)
+        return url
+
+    async def _signer(self) -> Any:
+        """botocore's signer for this client's signature version, with the current credentials (refreshed by
+        botocore when they are about to expire, as for its own requests); None for anonymous access."""
+        source = self._client._get_credentials()
+        if source is None:
+            return None
+        frozen = await trio_asyncio.aio_as_trio(source.get_frozen_credentials)()
+        if self._signing is None or self._signing[0] != frozen:
+            auth = botocore.auth.AUTH_TYPE_MAPS[self._client.meta.config.signature_version]
+            signer = auth(frozen, "s3", self._client.meta.region_name) if auth.REQUIRES_REGION else auth(frozen)
+            self._signing = (frozen, signer)
+        return self._signing[1]
+
+    def _observe(self, operation: str, result: str, seconds: float, body_bytes: int) -> None:
+        for listener in self.listeners:
+            listener(operation, result, seconds, body_bytes)
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None,
                   content_type: str = "") -> str:

@@ -78,6 +78,26 @@ def log_once(level: int, message: str) -> None:
     log.log(level, "%s", message)
 
 
+def answer_error(code: str, status: str, text: str, operation: str, key: str, credentials: str = "") -> S3Error:
+    """The S3Error for an error answer of the server (its error code, HTTP status and message)."""
+    number, hint = ERROR_TABLE.get(code) or ERROR_TABLE.get(status) or (errno.EIO, "")
+    if not hint and number == errno.EIO:
+        hint = "the server answered an error; see its message"
+    message = f"{operation} {key}: {code or status} {text}".strip()
+    if hint:
+        message = f"{message} -- {hint.format(credentials=credentials or DEFAULT_CREDENTIALS)}"
+    if number != errno.ENOENT:
+        log_once(logging.WARNING, message)
+    return S3Error(number, message, code or status)
+
+
+def no_answer(code: str, text: str, operation: str, key: str) -> S3Error:
+    """The S3Error for a request that got no usable answer (refused, reset, timed out, cut short)."""
+    message = f"{operation} {key}: {text} -- {CONNECTION_HINT}"
+    log_once(logging.WARNING, message)
+    return S3Error(errno.EIO, message, code)
+
+
 def translate(exc: BaseException, operation: str, key: str, credentials: str = "") -> S3Error:
     """Turn any failure of one request into an S3Error, logging once what went wrong and what to do.
     `credentials` describes where the credentials came from (credentials.py), for the hint of a 403."""
@@ -85,24 +105,14 @@ def translate(exc: BaseException, operation: str, key: str, credentials: str = "
         return exc
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
         status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        number, hint = ERROR_TABLE.get(code) or ERROR_TABLE.get(status) or (errno.EIO, "")
-        if not hint and number == errno.EIO:
-            hint = "the server answered an error; see its message"
-        message = f"{operation} {key}: {code or status} {error.get('Message', '')}".strip()
-        if hint:
-            message = f"{message} -- {hint.format(credentials=credentials or DEFAULT_CREDENTIALS)}"
-        if number != errno.ENOENT:
-            log_once(logging.WARNING, message)
-        return S3Error(number, message, code or status)
+        return answer_error(str(error.get("Code", "")), status, str(error.get("Message", "")), operation, key,
+                            credentials)
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         message = (f"{operation} {key}: no S3 credentials found: set aws.accessKeyId and aws.secretKey, "
                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance profile")
         log_once(logging.ERROR, message)
         return S3Error(errno.EACCES, message, "NoCredentials")
     if isinstance(exc, botocore.exceptions.BotoCoreError | aiohttp.ClientError | TimeoutError | OSError):
-        message = f"{operation} {key}: {type(exc).__name__}: {exc} -- {CONNECTION_HINT}"
-        log_once(logging.WARNING, message)
-        return S3Error(errno.EIO, message, type(exc).__name__)
+        return no_answer(type(exc).__name__, f"{type(exc).__name__}: {exc}", operation, key)
     raise exc

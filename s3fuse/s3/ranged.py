@@ -1,0 +1,190 @@
+"""Ranged GETs on worker threads, read straight into one buffer: the block cache's bulk transfers.
+
+Measured on the 2-core machine against Ceph RGW, 8 MiB ranges, 8 in flight: aiobotocore under trio-asyncio
+spends 2.6 ms of CPU per MiB of body (1.5 ms on a plain asyncio loop), `http.client` on threads 0.66 ms, since
+`readinto` lets the kernel fill the buffer with the GIL released. With the server on the same two cores, that
+CPU is what decides the throughput. Signing stays botocore's: the caller passes a presigned URL, so every
+credential source, signer, region and addressing style work exactly as for the other requests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                             "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
+READ_CHUNK = 4 << 20  # bytes asked of the socket per readinto: large, so the GIL is seldom taken
+IDLE_PER_ORIGIN = 64
+
+
+class RangeFailure(Exception):
+    """One attempt that failed: an error answer (`status` > 0, S3's `code`) or no usable answer (`status` 0)."""
+
+    def __init__(self, message: str, code: str, status: int = 0, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How to reach the server: TLS trust, an HTTP proxy, and the socket timeouts (as the other requests)."""
+
+    ssl_context: ssl.SSLContext | None
+    proxy: tuple[str, int] | None
+    connect_timeout: float | None
+    socket_timeout: float | None
+    request_timeout: float | None
+
+
+def tls_context(ca_bundle: str, default_bundle: str | None) -> ssl.SSLContext:
+    """The same trust as botocore's: `aws.caBundle`, else $AWS_CA_BUNDLE, else botocore's default bundle."""
+    return ssl.create_default_context(cafile=ca_bundle or os.environ.get("AWS_CA_BUNDLE") or default_bundle or None)
+
+
+class Connections:
+    """Idle keep-alive connections per origin, shared by the worker threads; a connection is used by one request
+    at a time and only goes back once its answer was read to the end."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        with self.lock:
+            pool = self.idle.get((scheme, host, port))
+            if pool:
+                return pool.pop()
+        return self._connect(scheme, host, port)
+
+    def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        transport = self.transport
+        target_host, target_port = transport.proxy or (host, port)
+        connection: http.client.HTTPConnection
+        if scheme == "https":
+            connection = http.client.HTTPSConnection(target_host, target_port, timeout=transport.connect_timeout,
+                                                     context=transport.ssl_context)
+            if transport.proxy:
+                connection.set_tunnel(host, port)
+        else:
+            connection = http.client.HTTPConnection(target_host, target_port, timeout=transport.connect_timeout)
+        connection.connect()
+        connection.sock.settimeout(transport.socket_timeout)
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    def give_back(self, scheme: str, host: str, port: int, connection: http.client.HTTPConnection) -> None:
+        with self.lock:
+            pool = self.idle.setdefault((scheme, host, port), [])
+            if len(pool) < IDLE_PER_ORIGIN:
+                pool.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self.lock:
+            pools, self.idle = list(self.idle.values()), {}
+        for pool in pools:
+            for connection in pool:
+                connection.close()
+
+
+def get_range(connections: Connections, url: str, start: int, end: int, into: memoryview,
+              headers: Mapping[str, str] | None = None) -> None:
+    """Bytes [start, end) of the object at the presigned `url`, into `into`; RangeFailure otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    scheme, host = parts.scheme, parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    # through a plain HTTP proxy the request line carries the absolute URL; through a tunnel, just the path
+    target = url if connections.transport.proxy and scheme == "http" else parts.path + (
+        f"?{parts.query}" if parts.query else "")
+    request_headers = {"Range": f"bytes={start}-{end - 1}", **(headers or {})}
+    began = time.monotonic()
+    deadline = began + (connections.transport.request_timeout or 1e9)
+    try:
+        connection = connections.take(scheme, host, port)
+    except (OSError, http.client.HTTPException) as exc:
+        raise RangeFailure(f"cannot connect to {host}:{port}: {exc}", type(exc).__name__) from exc
+    try:
+        limit_socket(connection, deadline)
+        connection.request("GET", target, headers=request_headers)
+        response = connection.getresponse()
+        if response.status not in (200, 206):
+            raise error_answer(response)
+        if response.status == 200 and response.length != end - start:  # a server that ignored the Range
+            raise RangeFailure(f"the server answered 200 with {response.length} bytes to a ranged GET",
+                               "NoRange", 200, retriable=False)
+        read_body(response, connection, into, deadline)
+        if connection.sock is not None:  # the request timeout may have shortened it
+            connection.sock.settimeout(connections.transport.socket_timeout)
+    except RangeFailure:
+        connection.close()
+        raise
+    except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, a cut body: the connection is spent
+        connection.close()
+        raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+    log.debug("GET %s bytes=%d-%d: %d %s, %d bytes in %.1f ms", parts.path, start, end - 1, response.status,
+              response.reason, end - start, 1000 * (time.monotonic() - began))
+    if response.will_close:
+        connection.close()
+    else:
+        connections.give_back(scheme, host, port, connection)
+
+
+def read_body(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, into: memoryview,
+              deadline: float) -> None:
+    """Exactly len(into) bytes, with the request timeout enforced between reads: each read takes what one
+    receive brings (`readinto1`), so a server that trickles a byte at a time cannot outlast the deadline."""
+    length = len(into)
+    declared = response.getheader("Content-Length")
+    if declared is None or not declared.isdigit() or int(declared) != length:
+        raise RangeFailure(f"the server answered {declared} bytes for a range of {length}", "Short",
+                           response.status)
+    reader = response.fp
+    got = 0
+    while got < length:
+        limit_socket(connection, deadline, got, length)
+        count = reader.readinto1(into[got:got + READ_CHUNK])
+        if not count:
+            raise RangeFailure(f"short body: {got} of {length} bytes", "Short", response.status)
+        got += count
+    response.close()  # read to its end behind http.client's back: say so, or the connection takes no request
+
+
+def limit_socket(connection: http.client.HTTPConnection, deadline: float, got: int = 0, length: int = 0) -> None:
+    """No single receive may wait past the request's deadline."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise RangeFailure(f"no whole answer within the request timeout ({got} of {length} bytes)",
+                           "RequestTimeout")
+    timeout = connection.sock.gettimeout() if connection.sock is not None else None
+    if connection.sock is not None and (timeout is None or timeout > remaining):
+        connection.sock.settimeout(remaining)
+
+
+ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+def error_answer(response: http.client.HTTPResponse) -> RangeFailure:
+    """S3's error document (code and message) as a RangeFailure; 5xx and throttling are worth another try."""
+    body = response.read(64 << 10)
+    code_match, message_match = ERROR_CODE.search(body), ERROR_MESSAGE.search(body)
+    code = code_match.group(1).decode(errors="replace") if code_match else str(response.status)
+    message = message_match.group(1).decode(errors="replace") if message_match else response.reason
+    retriable = response.status >= 500 or response.status == 429 or code in RETRIABLE_CODES
+    return RangeFailure(message, code, response.status, retriable)
