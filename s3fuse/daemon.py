@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 READ_AHEAD_KB = 1024
 MEMORY_BLOCKS = 16
+DISK_FLUSH_SECONDS = 10.0  # at unmount, how long blocks still on their way to the disk tier are waited for
 STOP_GRACE = 5.0  # after the uploads: how long a FUSE request still running may take before it is cancelled
 SAMPLE_SECONDS = 2.0
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -373,6 +374,7 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
             # unmounted from outside (umount, fusermount3 -u): anything still unsaved gets its chance
             if not operations.stopping:
                 await service.finish_uploads(config.umount_timeout, flush_kernel=False)
+            await cache.finish_disk_writes(DISK_FLUSH_SECONDS)
             nursery.cancel_scope.cancel()
         service.keep_unsaved()
     finally:

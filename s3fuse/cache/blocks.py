@@ -67,6 +67,8 @@ class BlockCache:
         self.disk_writers = trio.CapacityLimiter(DISK_WRITERS)
         self.disk_backlog = 0  # bytes of fetched blocks waiting for the disk tier
         self.disk_backlog_limit = self.memory_limit // 2
+        self.disk_drained = trio.Event()  # set whenever the backlog is empty
+        self.disk_drained.set()
         self.hits = 0
         self.misses = 0
 
@@ -155,6 +157,8 @@ class BlockCache:
         if self.disk_backlog + len(data) > self.disk_backlog_limit:
             log.debug("disk tier behind by %d bytes: block %s not cached on disk", self.disk_backlog, bkey[1:])
             return
+        if not self.disk_backlog:
+            self.disk_drained = trio.Event()
         self.disk_backlog += len(data)
         self.nursery.start_soon(self._write_block, self.disk, bkey, data)
 
@@ -164,6 +168,14 @@ class BlockCache:
                 await disk.put(bkey, data)
         finally:
             self.disk_backlog -= len(data)
+            if not self.disk_backlog:
+                self.disk_drained.set()
+
+    async def finish_disk_writes(self, seconds: float) -> None:
+        """Blocks still on their way to the disk tier get there before the mount ends (a remount finds them);
+        a disk that cannot take them within `seconds` costs those blocks, not the unmount."""
+        with trio.move_on_after(seconds):
+            await self.disk_drained.wait()
 
     def prefetch(self, version: Version, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block."""

@@ -1,0 +1,100 @@
+"""The block cache through the mount: what it keeps, what it shares, what it refuses to serve, and how it reads
+ahead. Requests are counted at a recording proxy between the mount and the server."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from s3fuse.embedded import LocalS3
+from tests.conftest import MountFactory
+from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
+
+MiB = 1 << 20
+SMALL_BLOCKS = "alluxio.user.client.cache.page.size=1MB"
+
+
+def drop_page_cache() -> None:
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+
+
+def hold_gets(seen: Seen) -> Action | None:
+    """Every object GET waits a little at the proxy, so requests that can overlap do."""
+    return Hold(0.3) if seen.operation == "GetObject" else None
+
+
+def test_a_remount_reads_from_the_disk_cache_without_a_get(mount_factory: MountFactory, s3_server: LocalS3,
+                                                          bucket: str) -> None:
+    data = random.Random(1).randbytes(6 * MiB + 123)
+    s3_server.client().put_object(Bucket=bucket, Key="kept.bin", Body=data)
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        endpoint = f"alluxio.underfs.s3.endpoint={proxy.endpoint}"
+        first = mount_factory(endpoint, SMALL_BLOCKS)
+        assert (first.path / "kept.bin").read_bytes() == data
+        assert proxy.count("GetObject") == 7  # each block once
+        assert first.unmount() == 0
+        again = mount_factory(endpoint, SMALL_BLOCKS, cache_of=first)
+        proxy.reset()
+        drop_page_cache()
+        assert (again.path / "kept.bin").read_bytes() == data
+        assert proxy.count("GetObject") == 0
+
+
+def test_a_replaced_object_is_never_served_from_its_old_blocks(mount_factory: MountFactory, s3_server: LocalS3,
+                                                               bucket: str) -> None:
+    old, new = random.Random(2).randbytes(3 * MiB), random.Random(3).randbytes(3 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="changing.bin", Body=old)
+    first = mount_factory(SMALL_BLOCKS)
+    assert (first.path / "changing.bin").read_bytes() == old
+    assert first.unmount() == 0
+    client.put_object(Bucket=bucket, Key="changing.bin", Body=new)  # same size, another ETag
+    again = mount_factory(SMALL_BLOCKS, cache_of=first)
+    drop_page_cache()
+    assert (again.path / "changing.bin").read_bytes() == new
+
+
+def test_a_truncated_cache_entry_is_fetched_again(mount_factory: MountFactory, s3_server: LocalS3,
+                                                  bucket: str) -> None:
+    data = random.Random(4).randbytes(3 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="cut.bin", Body=data)
+    first = mount_factory(SMALL_BLOCKS)
+    assert (first.path / "cut.bin").read_bytes() == data
+    assert first.unmount() == 0
+    assert first.cache is not None
+    blocks = [path for path in first.cache.rglob("*.val") if path.stat().st_size == MiB]
+    assert len(blocks) == 3
+    for path in blocks:
+        path.write_bytes(path.read_bytes()[:1000])
+    again = mount_factory(SMALL_BLOCKS, cache_of=first)
+    drop_page_cache()
+    assert (again.path / "cut.bin").read_bytes() == data
+    assert "corrupt" in again.log_text()
+
+
+def test_concurrent_readers_of_a_block_share_one_get(mount_factory: MountFactory, s3_server: LocalS3,
+                                                     bucket: str) -> None:
+    data = random.Random(5).randbytes(4 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="shared.bin", Body=data)
+    with recording_proxy(s3_server.endpoint, bucket, hold_gets) as proxy:
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}",
+                                "alluxio.user.client.cache.page.size=4MB")
+        with ThreadPoolExecutor(6) as pool:
+            bodies = list(pool.map(lambda _: (mounted.path / "shared.bin").read_bytes(), range(6)))
+        assert bodies == [data] * 6
+        assert proxy.count("GetObject") == 1
+
+
+def test_a_sequential_read_fetches_ahead_in_parallel_within_threads_max(mount_factory: MountFactory,
+                                                                        s3_server: LocalS3, bucket: str) -> None:
+    data = random.Random(6).randbytes(10 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="long.bin", Body=data)
+    with recording_proxy(s3_server.endpoint, bucket, hold_gets) as proxy:
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS,
+                                "alluxio.underfs.s3.threads.max=4", "alluxio.underfs.s3.admin.threads.max=2",
+                                "alluxio.underfs.s3.upload.threads.max=2")
+        with open(mounted.path / "long.bin", "rb") as reader:
+            assert reader.read() == data
+        assert proxy.count("GetObject") == 10  # each block once, none twice
+        assert proxy.peak["GetObject"] == 4  # read ahead in parallel, never beyond threads.max

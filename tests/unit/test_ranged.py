@@ -1,0 +1,87 @@
+"""Ranged GETs on threads (s3/ranged.py) against a tiny HTTP server that answers as told."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+
+from s3fuse.s3 import ranged
+
+ERROR_XML = b"<?xml version='1.0'?><Error><Code>%s</Code><Message>%s</Message></Error>"
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers.items()))
+        status, headers, body = self.answers.pop(0)
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Scripted.answers, Scripted.seen = [], []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/bucket/key"
+    httpd.shutdown()
+
+
+def connections() -> ranged.Connections:
+    return ranged.Connections(ranged.Transport(None, None, 5.0, 5.0, 10.0))
+
+
+def test_a_range_arrives_in_the_buffer_and_the_connection_is_kept(server: str) -> None:
+    pool = connections()
+    Scripted.answers = [(206, {}, b"0123456789"), (206, {}, b"abc")]
+    first, second = memoryview(bytearray(10)), memoryview(bytearray(3))
+    ranged.get_range(pool, server, 100, 110, first, {"If-Match": '"e"'})
+    ranged.get_range(pool, server, 0, 3, second)
+    assert (bytes(first), bytes(second)) == (b"0123456789", b"abc")
+    assert Scripted.seen[0]["Range"] == "bytes=100-109" and Scripted.seen[0]["If-Match"] == '"e"'
+    assert sum(len(idle) for idle in pool.idle.values()) == 1  # one connection served both
+
+
+@pytest.mark.parametrize(("status", "code", "retriable"), [(404, b"NoSuchKey", False), (403, b"AccessDenied", False),
+                                                           (412, b"PreconditionFailed", False),
+                                                           (503, b"SlowDown", True), (500, b"InternalError", True)])
+def test_an_error_answer_carries_its_code(server: str, status: int, code: bytes, retriable: bool) -> None:
+    Scripted.answers = [(status, {}, ERROR_XML % (code, b"told so"))]
+    with pytest.raises(ranged.RangeFailure) as failure:
+        ranged.get_range(connections(), server, 0, 10, memoryview(bytearray(10)))
+    assert (failure.value.status, failure.value.code, failure.value.retriable) == (status, code.decode(), retriable)
+
+
+def test_a_short_answer_is_a_failure_not_data(server: str) -> None:
+    Scripted.answers = [(206, {}, b"only5")]
+    with pytest.raises(ranged.RangeFailure) as failure:
+        ranged.get_range(connections(), server, 0, 10, memoryview(bytearray(10)))
+    assert failure.value.code == "Short" and failure.value.retriable
+
+
+def test_a_server_that_ignores_the_range_is_refused(server: str) -> None:
+    Scripted.answers = [(200, {}, b"the whole object, not the range asked")]
+    with pytest.raises(ranged.RangeFailure) as failure:
+        ranged.get_range(connections(), server, 5, 10, memoryview(bytearray(5)))
+    assert failure.value.code == "NoRange" and not failure.value.retriable
+
+
+def test_a_refused_connection_is_a_retriable_failure() -> None:
+    with pytest.raises(ranged.RangeFailure) as failure:
+        ranged.get_range(connections(), "http://127.0.0.1:9/bucket/key", 0, 10, memoryview(bytearray(10)))
+    assert failure.value.status == 0 and failure.value.retriable
