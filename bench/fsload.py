@@ -43,9 +43,8 @@ def drop_caches() -> None:
         handle.write("3\n")
 
 
-def seqread(root: str) -> None:
-    """Read the big object front to back in 1 MiB reads; spot-check content at a few offsets afterwards."""
-    path = os.path.join(root, BIG_KEY)
+def read_through(path: str) -> tuple[int, float]:
+    """Bytes read front to back in 1 MiB reads, and the seconds it took."""
     buffer = bytearray(MiB)
     total = 0
     start = time.perf_counter()
@@ -55,7 +54,13 @@ def seqread(root: str) -> None:
             if not got:
                 break
             total += got
-    elapsed = time.perf_counter() - start
+    return total, time.perf_counter() - start
+
+
+def seqread(root: str) -> None:
+    """Read the big object front to back in 1 MiB reads; spot-check content at a few offsets afterwards."""
+    path = os.path.join(root, BIG_KEY)
+    total, elapsed = read_through(path)
     size = SIZES.big_mib * MiB
     if total != size:
         emit({"error": f"read {total} bytes, expected {size}"})
@@ -67,6 +72,12 @@ def seqread(root: str) -> None:
             if os.pread(handle.fileno(), 4096, offset) != expected(offset, 4096):
                 emit({"error": f"wrong bytes at offset {offset}"})
                 return
+    emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed})
+
+
+def memread(root: str) -> None:
+    """The yardstick: the one file of bench/memfs.py, read like seqread reads the big object."""
+    total, elapsed = read_through(os.path.join(root, "big"))
     emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed})
 
 
@@ -218,7 +229,7 @@ def rename(root: str) -> None:
 
 
 WORKLOADS: dict[str, Callable[[str], None]] = {
-    "seqread": seqread, "randread": randread, "ls": ls, "find": find, "smallread": smallread,
+    "seqread": seqread, "memread": memread, "randread": randread, "ls": ls, "find": find, "smallread": smallread,
     "smallcreate": smallcreate, "smallreadback": smallreadback, "write": write, "rename": rename,
 }
 

@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,11 @@ def make_rows(sizes: Sizes) -> dict[str, Row]:
         Row("lim_burst", "limit: 8 x 8 MiB ranged GETs at once", "MB/s", direct_label="best of 3"),
         Row("lim_ranges", "limit: whole object as 8 MiB ranges", "MB/s", direct_label="8 in flight"),
         Row("lim_noproxy", "limit: GET, one stream, no proxy", "MB/s", direct_label="cost of the counting hop"),
+        Row("lim_memfs", "limit: trivial in-memory pyfuse3 fs", "MB/s",
+            direct_label="bench/memfs.py, read as above, best of 2"),
+        Row("lim_disk", "limit: the block cache's files on disk", "MB/s",
+            direct_label="read 8 at a time, page cache dropped"),
+        Row("rss", "s3fuse peak RSS, cold + warm reads", "MiB", True),
     ]
     return {row.key: row for row in rows}
 
@@ -252,15 +258,18 @@ class S3fuseMount:
         return ""
 
     def device(self) -> str | None:
-        """major:minor of the FUSE mount on our mount point, from mountinfo (a stat could hang on a dead mount)."""
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            fields = line.split()
-            if fields[4] == str(self.point):
-                return fields[2]
-        return None
+        return mount_device(self.point)
 
     def mounted(self) -> bool:
         return self.device() is not None
+
+    def peak_rss_mib(self) -> float | None:
+        """The daemon's peak resident memory so far (VmHWM), in MiB."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.daemon_pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return None
 
     def find_daemon(self) -> None:
         """The daemon's pid (it forked away from the helper): the process whose argv holds our mount point."""
@@ -310,9 +319,41 @@ class S3fuseMount:
         self.daemon_pid = None
 
 
+def mount_device(point: Path) -> str | None:
+    """major:minor of the mount on `point`, from mountinfo (a stat could hang on a dead mount)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(point):
+            return fields[2]
+    return None
+
+
 def drop_caches() -> None:
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def run_workload(workload: str, root: Path, on_timeout: Callable[[], None]) -> dict[str, Any]:
+    """One fsload workload in a child process; its JSON result, or {"error": ...}. `on_timeout` unsticks the
+    file system first (a child waiting on a hung FUSE request only dies once it is answered)."""
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    # own process group: fio and anything else the workload starts go with it on timeout or interruption
+    child = subprocess.Popen([sys.executable, str(HERE / "fsload.py"), workload, str(root)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=STEP_TIMEOUT)
+        lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+        result: dict[str, Any] = json.loads(lines[-1]) if lines else {
+            "error": (err.decode().strip().splitlines() or [f"exit {child.returncode}"])[-1][:200]}
+    except subprocess.TimeoutExpired:
+        on_timeout()
+        result = {"error": f"timeout after {STEP_TIMEOUT} s"}
+    finally:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -373,6 +414,53 @@ class Bench:
         asyncio.run(run())
         self.checker(lambda c: direct.delete_prefix(c, direct.DIRECT))
 
+    def disk_limit(self) -> None:
+        """How fast the disk gives back the block cache's files, read in parallel as the warm read does: the
+        ceiling of a warm read once the page cache is dropped."""
+        row = self.rows["lim_disk"]
+        files = list(self.mount.cache.rglob("*.val"))
+        drop_caches()
+
+        def read_whole(path: Path) -> int:
+            with open(path, "rb", buffering=0) as handle:
+                return len(handle.read())
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            total = sum(pool.map(read_whole, files))
+        row.direct = total / 1e6 / (time.perf_counter() - start) if total else None
+
+    def run_memfs(self) -> None:
+        """The warm-read yardstick: bench/memfs.py serves a file of the same size from memory."""
+        row = self.rows["lim_memfs"]
+        warn(row.label)
+        point = WORK / "mnt" / "memfs"
+        point.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "memfs.log", "ab") as log:
+            process = subprocess.Popen([sys.executable, str(HERE / "memfs.py"), str(point), str(SIZES.big_mib)],
+                                       stdout=log, stderr=log, start_new_session=True)
+        record_pid(process.pid)
+        try:
+            for _ in range(100):
+                if mount_device(point) is not None or process.poll() is not None:
+                    break
+                time.sleep(0.1)
+            if mount_device(point) is None:
+                row.direct_error = "bench/memfs.py did not mount (see logs/memfs.log)"
+                return
+            figures = []
+            for _ in range(2):
+                drop_caches()
+                result = run_workload("memread", point, lambda: None)
+                if "error" in result:
+                    row.direct_error = result["error"]
+                    return
+                figures.append(result["value"])
+            row.direct = max(figures)
+        finally:
+            subprocess.run(["fusermount3", "-u", str(point)], capture_output=True, check=False)
+            stop(process)
+
     # -- s3fuse --------------------------------------------------------------------------------------------
 
     def fs_step(self, key: str, workload: str) -> dict[str, Any]:
@@ -383,23 +471,7 @@ class Bench:
             row.s3fuse_error = "mount gone"
             return {}
         before = self.counter.snapshot()
-        env = dict(os.environ, PYTHONPATH=str(HERE))
-        # own process group: fio and anything else the workload starts go with it on timeout or interruption
-        child = subprocess.Popen([sys.executable, str(HERE / "fsload.py"), workload, str(self.mount.point)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-        try:
-            out, err = child.communicate(timeout=STEP_TIMEOUT)
-            lines = [line for line in out.decode().splitlines() if line.startswith("{")]
-            result: dict[str, Any] = json.loads(lines[-1]) if lines else {
-                "error": (err.decode().strip().splitlines() or [f"exit {child.returncode}"])[-1][:200]}
-        except subprocess.TimeoutExpired:
-            self.mount.abort()  # first: a child waiting on a hung FUSE request only dies once it is answered
-            result = {"error": f"timeout after {STEP_TIMEOUT} s"}
-        finally:
-            if child.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.communicate()
+        result = run_workload(workload, self.mount.point, self.mount.abort)
         row.s3fuse_ops, row.s3fuse_bytes = Counter.delta(before, self.counter.snapshot())
         if "error" in result:
             row.s3fuse_error = result["error"]
@@ -438,6 +510,8 @@ class Bench:
             self.fs_step("seq_cold", "seqread")
             drop_caches()
             self.fs_step("seq_warm", "seqread")
+            self.rows["rss"].s3fuse = self.mount.peak_rss_mib()
+            self.disk_limit()
             self.mount.mount()
             self.fs_step("seq_warm_remount", "seqread")
 
@@ -551,6 +625,7 @@ def main() -> int:
         meta["seed_s"] = round(time.perf_counter() - seeded, 1)
         if os.environ.get("ONLY") != "s3fuse":
             bench.run_direct()
+            bench.run_memfs()
         if os.environ.get("ONLY") != "direct":
             bench.run_s3fuse()
         meta["mount_options"] = {k: v for k, v in bench.mount.options.items() if "secret" not in k.lower()}

@@ -52,6 +52,28 @@ def grid(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The issue's read targets, as ratios of figures taken in this run."""
+    def figure(key: str, side: str) -> float | None:
+        row = rows.get(key)
+        return row[side] if row and not row[f"{side}_error"] else None
+
+    lines = []
+    cold, burst, ranges = figure("seq_cold", "s3fuse"), figure("lim_burst", "direct"), figure("lim_ranges", "direct")
+    best = max((value for value in (burst, ranges) if value), default=None)
+    if cold and best:
+        lines.append(f"- target cold read >= 0.9 x the direct client's best parallel ranged GETs ({best:.0f} MB/s): "
+                     f"{cold / best:.2f} x")
+    warm, memfs = figure("seq_warm", "s3fuse"), figure("lim_memfs", "direct")
+    if warm and memfs:
+        lines.append(f"- target warm read >= 1000 MB/s or >= 0.8 x a trivial in-memory pyfuse3 fs ({memfs:.0f} MB/s): "
+                     f"{warm:.0f} MB/s, {warm / memfs:.2f} x")
+    rss = figure("rss", "s3fuse")
+    if rss:
+        lines.append(f"- target RSS < 512 MiB while reading: peak {rss:.0f} MiB")
+    return lines
+
+
 def tables(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     values = []
     for row in rows:
@@ -69,6 +91,7 @@ def tables(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         requests.append([row["label"], ops_text(row["s3fuse_ops"]), size_text(row["s3fuse_bytes"]),
                          ops_text(row["direct_ops"]), size_text(row["direct_bytes"])])
     notes = [f"- {row['label'].strip()}: {row['note']}" for row in rows if row["note"]]
+    notes += targets({row["key"]: row for row in rows})
     for row in rows:
         extra = row["extra"]
         if "lat_ms_p50" in extra:
