@@ -27,6 +27,7 @@ Buffer = bytes | bytearray | mmap.mmap  # what holds a block's bytes (a pooled m
 SMALL_ALIGN = 128 << 10  # random reads fetch their range rounded out to this
 DISK_WRITERS = 2  # blocks written to the disk tier at once
 SPARE_BUFFERS = 8  # pooled buffers beyond the memory tier's, for blocks on their way
+IN_FLIGHT_BYTES = 128 << 20  # prefetched blocks on their way at once, all readers together
 
 
 @dataclass(frozen=True)
@@ -178,11 +179,12 @@ class BlockCache:
             await self.disk_drained.wait()
 
     def prefetch(self, version: Version, numbers: range) -> None:
-        """Start fetching blocks in the background; errors surface when a reader reaches the block."""
+        """Start fetching blocks in the background; errors surface when a reader reaches the block. Blocks in
+        flight are bounded in bytes across all readers (a block a reader waits for is always fetched)."""
         if self.nursery is None:
             return
         for number in numbers:
-            if number >= self.block_count(version.size):
+            if number >= self.block_count(version.size) or len(self.fetching) * self.block_size >= IN_FLIGHT_BYTES:
                 break
             bkey = version.block_key(number)
             if bkey in self.memory or bkey in self.fetching:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
 
+from s3fuse.cache.blocks import IN_FLIGHT_BYTES, BlockCache, Version
 from s3fuse.cache.buffers import BufferPool
 from s3fuse.cache.disk import DiskCache, read_file, write_file
 
@@ -97,3 +100,37 @@ def test_a_damaged_block_file_is_dropped_not_returned(tmp_path: Path, damage: st
     else:
         assert not found
         assert not cache.has(key)  # dropped, so the next read fetches it again
+
+
+class SlowServer:
+    """Stands in for S3Client below the block cache: every GET waits until released, and is counted."""
+
+    bucket = "b"
+
+    def __init__(self) -> None:
+        self.released = trio.Event()
+        self.gets = 0
+
+    async def get_range(self, key: str, start: int, end: int, etag: str = "",
+                        into: memoryview | None = None) -> memoryview:
+        self.gets += 1
+        await self.released.wait()
+        assert into is not None
+        into[:] = bytes([start // BLOCK % 256]) * (end - start)
+        return into
+
+
+def test_prefetch_keeps_a_byte_bound_on_blocks_in_flight() -> None:
+    async def main() -> None:
+        server = SlowServer()
+        cache = BlockCache(BLOCK, 16 * BLOCK, None)
+        version = Version(cast(Any, server), "big", "etag", 1000 * BLOCK)
+        async with trio.open_nursery() as nursery:
+            cache.nursery = nursery
+            cache.prefetch(version, range(1, 1000))
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(cache.fetching) == server.gets == IN_FLIGHT_BYTES // BLOCK
+            server.released.set()
+            first = await cache.block(version, 0)  # a block a reader needs is fetched regardless
+            assert bytes(first[:1]) == b"\0"
+    trio.run(main)
