@@ -282,8 +282,10 @@ class InodeTable:
             if entry.is_dir or inode is None:
                 return self.remember(path, entry, entry.is_dir)
         elif self.large.get(parent.path, 0.0) < self.now():
-            # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each)
-            if await self.load(parent.path, max_pages=1) is not None:
+            # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each): its
+            # whole subtree when that fits a page, else its own entries (a bucket root with big directories)
+            if await self.load(parent.path, max_pages=1) is not None \
+                    or await self.load_flat(parent.path, max_pages=1) is not None:
                 return await self.lookup(parent, name)
             self.large[parent.path] = self.now() + self.ttl
         return await self.stat_path(path)
