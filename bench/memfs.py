@@ -59,13 +59,20 @@ def raise_read_ahead(mountpoint: str) -> None:
             Path(f"/sys/class/bdi/{fields[2]}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
 
 
+async def serve(mountpoint: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pyfuse3.main)
+        # after the kernel's INIT request is answered: its reply sets the read-ahead the knob then overrides
+        await trio.sleep(0.5)
+        raise_read_ahead(mountpoint)
+
+
 def main() -> None:
     mountpoint, size_mib = sys.argv[1], int(sys.argv[2])
     block = os.urandom(1 << 20)
     pyfuse3.init(MemoryFS(block * size_mib), mountpoint, {"fsname=memfs", "ro", "noatime"})
     try:
-        raise_read_ahead(mountpoint)
-        trio.run(pyfuse3.main)
+        trio.run(serve, mountpoint)
     finally:
         pyfuse3.close(unmount=True)
 
