@@ -8,6 +8,7 @@ coroutine through `aio_as_trio`, so nothing above this module knows asyncio exis
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import random
 import time
@@ -63,8 +64,8 @@ class ListPage:
 
 # A request that botocore does not send, for the metrics: (operation, result such as "2xx", seconds, body bytes)
 RequestListener = Callable[[str, str, float, int], None]
-URL_REUSE = 60.0  # seconds an object's URL is reused for further ranges
-URLS_KEPT = 1024  # objects whose URL is remembered
+URL_PROBE_KEY = "s3fuse-url-probe"  # the key whose presigned URL shows how botocore builds object URLs
+CREDENTIALS_REUSE = 10.0  # seconds; botocore refreshes expiring credentials minutes ahead, so this is safe
 MAX_BACKOFF = 20.0  # botocore's standard retry mode: a random wait up to 2**attempt seconds, capped here
 CONNECT_TIMEOUT = 10.0  # the AWS SDK for Java's connection timeout, which Alluxio does not change
 
@@ -159,8 +160,8 @@ class S3Client:
             connect_timeout=min(CONNECT_TIMEOUT, socket_timeout or CONNECT_TIMEOUT), socket_timeout=socket_timeout,
             request_timeout=config.request_timeout or None))
         self.listeners: list[RequestListener] = []
-        self._urls: dict[str, tuple[str, float]] = {}  # key -> (URL, when it was made)
-        self._signing: tuple[Any, Any] | None = None  # (frozen credentials, the signer made with them)
+        self._url_prefix: str | None = None  # object URLs are this + the quoted key
+        self._signing: tuple[Any, Any, float] | None = None  # frozen credentials, their signer, when asked
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -289,23 +290,25 @@ class S3Client:
         ranged.get_range(self._connections, url, start, end, into, dict(request.headers.items()))
 
     async def _object_url(self, key: str) -> str:
-        """The object's URL as botocore builds it (endpoint, addressing style, quoting), taken from a presigned
-        URL without its query; remembered for URL_REUSE seconds."""
-        now = time.monotonic()
-        known = self._urls.get(key)
-        if known is not None and now - known[1] < URL_REUSE:
-            return known[0]
-        presigned: str = await trio_asyncio.aio_as_trio(self._client.generate_presigned_url)(
-            "get_object", Params={"Bucket": self.bucket, "Key": key})
-        url = urllib.parse.urlunsplit(urllib.parse.urlsplit(presigned)._replace(query=""))
-        if len(self._urls) >= URLS_KEPT:
-            self._urls.clear()
-        self._urls[key] = (url, now)
-        return url
+        """The object's URL as botocore builds it (endpoint, addressing style): botocore presigns one probe key
+        once, and each key's URL is that URL with the key quoted as botocore quotes it (`{Key+}`: all but
+        `/` and `~`). Building a URL through botocore costs about 1 ms of CPU, a small file's whole GET here."""
+        if self._url_prefix is None:
+            presigned: str = await trio_asyncio.aio_as_trio(self._client.generate_presigned_url)(
+                "get_object", Params={"Bucket": self.bucket, "Key": URL_PROBE_KEY})
+            url = urllib.parse.urlunsplit(urllib.parse.urlsplit(presigned)._replace(query=""))
+            if not url.endswith("/" + URL_PROBE_KEY):
+                raise S3Error(errno.EIO, f"unexpected object URL shape from botocore: {url}", "UrlShape")
+            self._url_prefix = url[:-len(URL_PROBE_KEY)]
+        return self._url_prefix + urllib.parse.quote(key, safe="/~")
 
     async def _signer(self) -> Any:
         """botocore's signer for this client's signature version, with the current credentials (refreshed by
-        botocore when they are about to expire, as for its own requests); None for anonymous access."""
+        botocore when they are about to expire, as for its own requests, and asked for again after
+        CREDENTIALS_REUSE seconds); None for anonymous access."""
+        now = time.monotonic()
+        if self._signing is not None and now - self._signing[2] < CREDENTIALS_REUSE:
+            return self._signing[1]
         source = self._client._get_credentials()
         if source is None:
             return None
@@ -313,8 +316,10 @@ class S3Client:
         if self._signing is None or self._signing[0] != frozen:
             auth = botocore.auth.AUTH_TYPE_MAPS[self._client.meta.config.signature_version]
             signer = auth(frozen, "s3", self._client.meta.region_name) if auth.REQUIRES_REGION else auth(frozen)
-            self._signing = (frozen, signer)
-        return self._signing[1]
+        else:
+            signer = self._signing[1]
+        self._signing = (frozen, signer, now)
+        return signer
 
     def _observe(self, operation: str, result: str, seconds: float, body_bytes: int) -> None:
         for listener in self.listeners:
