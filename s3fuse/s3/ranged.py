@@ -64,14 +64,15 @@ class Connections:
         self.idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self.lock = threading.Lock()
 
-    def take(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+    def take(self, scheme: str, host: str, port: int) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection to the origin, and whether it is a kept-alive one (the server may have closed it)."""
         with self.lock:
             pool = self.idle.get((scheme, host, port))
             if pool:
-                return pool.pop()
-        return self._connect(scheme, host, port)
+                return pool.pop(), True
+        return self.connect(scheme, host, port), False
 
-    def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+    def connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         transport = self.transport
         target_host, target_port = transport.proxy or (host, port)
         connection: http.client.HTTPConnection
@@ -105,7 +106,9 @@ class Connections:
 
 def get_range(connections: Connections, url: str, start: int, end: int, into: memoryview,
               headers: Mapping[str, str] | None = None) -> None:
-    """Bytes [start, end) of the object at the presigned `url`, into `into`; RangeFailure otherwise."""
+    """Bytes [start, end) of the object at `url`, into `into`; RangeFailure otherwise. A kept-alive connection
+    the server has closed meanwhile (it answers nothing at all) is replaced once at no cost of an attempt, as
+    urllib3 and aiohttp do."""
     parts = urllib.parse.urlsplit(url)
     scheme, host = parts.scheme, parts.hostname or ""
     port = parts.port or (443 if scheme == "https" else 80)
@@ -115,14 +118,27 @@ def get_range(connections: Connections, url: str, start: int, end: int, into: me
     request_headers = {"Range": f"bytes={start}-{end - 1}", **(headers or {})}
     began = time.monotonic()
     deadline = began + (connections.transport.request_timeout or 1e9)
+    origin = (scheme, host, port)
+    reused = True
+    while True:
+        try:
+            connection, reused = connections.take(*origin) if reused else (connections.connect(*origin), False)
+        except (OSError, http.client.HTTPException) as exc:
+            raise RangeFailure(f"cannot connect to {host}:{port}: {exc}", type(exc).__name__) from exc
+        try:
+            limit_socket(connection, deadline)
+            connection.request("GET", target, headers=request_headers)
+            response = connection.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            connection.close()
+            if reused:
+                continue
+            raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+        break
     try:
-        connection = connections.take(scheme, host, port)
-    except (OSError, http.client.HTTPException) as exc:
-        raise RangeFailure(f"cannot connect to {host}:{port}: {exc}", type(exc).__name__) from exc
-    try:
-        limit_socket(connection, deadline)
-        connection.request("GET", target, headers=request_headers)
-        response = connection.getresponse()
         if response.status not in (200, 206):
             raise error_answer(response)
         if response.status == 200 and response.length != end - start:  # a server that ignored the Range
@@ -142,7 +158,7 @@ def get_range(connections: Connections, url: str, start: int, end: int, into: me
     if response.will_close:
         connection.close()
     else:
-        connections.give_back(scheme, host, port, connection)
+        connections.give_back(*origin, connection)
 
 
 def read_body(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, into: memoryview,

@@ -18,6 +18,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
     seen: ClassVar[list[dict[str, str]]] = []
+    hang_up: ClassVar[bool] = False  # close each connection after one answer, without saying so
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers.items()))
@@ -27,6 +28,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+        self.close_connection = self.hang_up
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -34,7 +36,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    Scripted.answers, Scripted.seen = [], []
+    Scripted.answers, Scripted.seen, Scripted.hang_up = [], [], False
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -85,3 +87,13 @@ def test_a_refused_connection_is_a_retriable_failure() -> None:
     with pytest.raises(ranged.RangeFailure) as failure:
         ranged.get_range(connections(), "http://127.0.0.1:9/bucket/key", 0, 10, memoryview(bytearray(10)))
     assert failure.value.status == 0 and failure.value.retriable
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced(server: str) -> None:
+    pool = connections()
+    Scripted.hang_up = True
+    Scripted.answers = [(206, {}, b"first"), (206, {}, b"again")]
+    first, second = memoryview(bytearray(5)), memoryview(bytearray(5))
+    ranged.get_range(pool, server, 0, 5, first)
+    ranged.get_range(pool, server, 0, 5, second)  # the pooled connection is dead: a new one, same attempt
+    assert (bytes(first), bytes(second)) == (b"first", b"again")
