@@ -82,10 +82,10 @@ class BlockCache:
         if bkey in self.memory:
             return
         self.memory[bkey] = (buffer, length)
-        self.memory_bytes += length
+        self.memory_bytes += len(buffer)
         while self.memory_bytes > self.memory_limit and self.memory:
-            _, (old, old_length) = self.memory.popitem(last=False)
-            self.memory_bytes -= old_length
+            _, (old, _length) = self.memory.popitem(last=False)
+            self.memory_bytes -= len(old)
             self.pool.give(old)
             del old
 
@@ -128,7 +128,9 @@ class BlockCache:
         bkey = version.block_key(number)
         start = number * self.block_size
         end = min(version.size, start + self.block_size)
-        buffer = self.pool.take()
+        # a pooled buffer is a whole block of address space: for small objects (thousands of them in memory)
+        # a buffer of their own size, or the mmaps would run into the kernel's limit on mappings
+        buffer: Buffer = self.pool.take() if end - start >= self.block_size // 2 else bytearray(end - start)
         view = memoryview(buffer)[:end - start]
         fetched = False
         try:
@@ -233,6 +235,6 @@ class BlockCache:
     def drop(self, bucket: str, key: str) -> None:
         """Forget the memory blocks of a key (its object was replaced or removed by us)."""
         for bkey in [b for b in self.memory if b[0] == bucket and b[1] == key]:
-            buffer, length = self.memory.pop(bkey)
-            self.memory_bytes -= length
+            buffer, _length = self.memory.pop(bkey)
+            self.memory_bytes -= len(buffer)
             self.pool.give(buffer)

@@ -134,3 +134,17 @@ def test_prefetch_keeps_a_byte_bound_on_blocks_in_flight() -> None:
             first = await cache.block(version, 0)  # a block a reader needs is fetched regardless
             assert bytes(first[:1]) == b"\0"
     trio.run(main)
+
+
+def test_small_objects_get_buffers_of_their_own_size() -> None:
+    """Thousands of small files in memory must not each map a whole block (the kernel limits mappings)."""
+    async def main() -> None:
+        server = SlowServer()
+        server.released.set()
+        cache = BlockCache(BLOCK, 16 * BLOCK, None)
+        for number in range(100):
+            view = await cache.block(Version(cast(Any, server), f"small{number}", "etag", 4096), 0)
+            assert len(view) == 4096
+        assert all(isinstance(buffer, bytearray) and len(buffer) == 4096 for buffer, _ in cache.memory.values())
+        assert cache.memory_bytes == 100 * 4096
+    trio.run(main)
