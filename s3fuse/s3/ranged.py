@@ -2,9 +2,10 @@
 
 Measured on the 2-core machine against Ceph RGW, 8 MiB ranges, 8 in flight: aiobotocore under trio-asyncio
 spends 2.6 ms of CPU per MiB of body (1.5 ms on a plain asyncio loop), `http.client` on threads 0.66 ms, since
-`readinto` lets the kernel fill the buffer with the GIL released. With the server on the same two cores, that
-CPU is what decides the throughput. Signing stays botocore's: the caller passes a presigned URL, so every
-credential source, signer, region and addressing style work exactly as for the other requests.
+`readinto1` lets the kernel fill the buffer with the GIL released. With the server on the same two cores, that
+CPU is what decides the throughput. URL and signature stay botocore's (s3/client.py builds the URL from a
+presigned probe and signs the headers), so every credential source, signer, region and addressing style work
+exactly as for the other requests.
 """
 
 from __future__ import annotations
