@@ -23,7 +23,7 @@ from s3fuse.s3.client import S3Client
 log = logging.getLogger(__name__)
 
 BlockKey = tuple[str, str, str, int]  # bucket, key, etag, block number
-Buffer = bytes | bytearray | mmap.mmap  # what holds a block's bytes (a pooled mmap, or bytes in tests)
+Buffer = bytearray | mmap.mmap  # what holds a block: a pooled mmap, or a bytearray for a small object
 SMALL_ALIGN = 128 << 10  # random reads fetch their range rounded out to this
 DISK_WRITERS = 2  # blocks written to the disk tier at once
 SPARE_BUFFERS = 8  # pooled buffers beyond the memory tier's, for blocks on their way
@@ -87,7 +87,6 @@ class BlockCache:
             _, (old, _length) = self.memory.popitem(last=False)
             self.memory_bytes -= len(old)
             self.pool.give(old)
-            del old
 
     def cached(self, bkey: BlockKey) -> memoryview | None:
         held = self.memory.get(bkey)
@@ -227,7 +226,7 @@ class BlockCache:
         stop = min(version.size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)
         self.misses += 1
         data = await version.client.get_range(version.key, start, stop, version.etag)
-        return memoryview(data)[offset - start:end - start]
+        return data[offset - start:end - start]
 
     def _has(self, bkey: BlockKey) -> bool:
         return bkey in self.memory or bkey in self.fetching or (self.disk is not None and self.disk.has(bkey))

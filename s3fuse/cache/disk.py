@@ -9,6 +9,7 @@ every byte twice, and the memory for those pages is the dearest part of a cold r
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import mmap
 import os
@@ -25,12 +26,16 @@ DIRECT_ALIGN = 4096  # O_DIRECT wants the buffer, the length and the offset alig
 
 
 def aligned(view: memoryview) -> memoryview | None:
-    """`view` widened to a multiple of DIRECT_ALIGN over its page-aligned mmap, if it is one (else None)."""
+    """`view` widened to a multiple of DIRECT_ALIGN, if it is the start of a (page-aligned) mmap with room for
+    that; else None."""
     base = view.obj
     padded = -(-len(view) // DIRECT_ALIGN) * DIRECT_ALIGN
-    if isinstance(base, mmap.mmap) and view.contiguous and padded <= len(base):
-        return memoryview(base)[:padded]
-    return None
+    if not isinstance(base, mmap.mmap) or not view.contiguous or view.readonly or not 0 < padded <= len(base):
+        return None
+    whole = memoryview(base)
+    if ctypes.addressof(ctypes.c_char.from_buffer(view)) != ctypes.addressof(ctypes.c_char.from_buffer(whole)):
+        return None  # a view that starts further into the mmap
+    return whole[:padded]
 
 
 def write_file(path: str, view: memoryview) -> None:

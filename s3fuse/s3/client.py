@@ -1,8 +1,9 @@
 """The one place that builds aiobotocore clients and crosses from trio to asyncio.
 
 Every public method is awaited from trio and runs one whole request (body included) as a single asyncio
-coroutine through `aio_as_trio`, so nothing above this module knows asyncio exists. Failures leave here as
-`S3Error` with an errno (see errors.py).
+coroutine through `aio_as_trio`, so nothing above this module knows asyncio exists; the one exception is
+`get_range`, the block cache's bulk reads, whose body travels on a worker thread (ranged.py) with a URL and
+signature botocore made. Failures leave here as `S3Error` with an errno (see errors.py).
 """
 
 from __future__ import annotations

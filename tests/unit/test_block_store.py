@@ -56,6 +56,17 @@ def test_block_files_round_trip(tmp_path: Path, length: int, kind: str) -> None:
     assert bytes(into[:length]) == data
 
 
+def test_a_view_into_the_middle_of_a_buffer_is_written_as_itself(tmp_path: Path) -> None:
+    source = mmap.mmap(-1, BLOCK)
+    source[:] = os.urandom(BLOCK)
+    view = memoryview(source)[8192:8192 + 5000]
+    write_file(str(tmp_path / "block"), view)
+    assert (tmp_path / "block").read_bytes() == bytes(view)
+    into = mmap.mmap(-1, BLOCK)
+    assert read_file(str(tmp_path / "block"), memoryview(into)[4096:4096 + 5000]) == 5000
+    assert into[4096:4096 + 5000] == bytes(view)
+
+
 def round_trip(cache: DiskCache, key: tuple[str, str, str, int], data: bytes) -> tuple[bool, bytes]:
     async def main() -> tuple[bool, bytes]:
         source = mmap.mmap(-1, BLOCK)
