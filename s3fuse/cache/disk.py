@@ -99,7 +99,7 @@ class DiskCache:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self.cache = diskcache.Cache(directory, size_limit=size_limit, disk=BlockFiles,
-                                     eviction_policy="least-recently-used", cull_limit=16)
+                                     eviction_policy="least-recently-used", cull_limit=1)
 
     async def get(self, key: Any, into: memoryview) -> bool:
         """Whether the block was cached, whole and intact; its bytes are then in `into`."""
@@ -139,7 +139,12 @@ class DiskCache:
 
     def _put(self, key: Any, data: memoryview) -> None:
         try:
+            # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
+            # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
+            # displaced a smaller one may leave the cache over its limit, which cull() then mends
             self.cache.set(key, data, tag=checksum(data))
+            if self.cache.volume() > self.cache.size_limit:
+                self.cache.cull()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
             log.warning("disk cache write failed (%s); serving without caching", exc)
 

@@ -98,3 +98,28 @@ def test_a_sequential_read_fetches_ahead_in_parallel_within_threads_max(mount_fa
             assert reader.read() == data
         assert proxy.count("GetObject") == 10  # each block once, none twice
         assert proxy.peak["GetObject"] == 4  # read ahead in parallel, never beyond threads.max
+
+
+def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_factory: MountFactory,
+                                                                         s3_server: LocalS3, bucket: str) -> None:
+    older, newer = random.Random(7).randbytes(3 * MiB), random.Random(8).randbytes(3 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="older.bin", Body=older)
+    client.put_object(Bucket=bucket, Key="newer.bin", Body=newer)
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS,
+                   "alluxio.user.client.cache.size=4MB")
+        first = mount_factory(*options)
+        assert (first.path / "older.bin").read_bytes() == older
+        assert (first.path / "newer.bin").read_bytes() == newer
+        assert first.unmount() == 0
+        assert first.cache is not None
+        assert sum(path.stat().st_size for path in first.cache.rglob("*.val")) <= 4 * MiB
+        again = mount_factory(*options, cache_of=first)
+        drop_page_cache()
+        proxy.reset()
+        assert (again.path / "newer.bin").read_bytes() == newer
+        assert proxy.count("GetObject") == 0  # the recently used file stayed
+        assert (again.path / "older.bin").read_bytes() == older
+        assert proxy.count("GetObject") > 0  # the older one made room
+
