@@ -132,10 +132,15 @@ def bucket_slash(bucket: str) -> Callable[..., None]:
 
     def handler(request: Any, **_: Any) -> None:
         parts = urllib.parse.urlsplit(request.url)
-        if parts.path == bare and not (parts.hostname or "").startswith(f"{bucket}."):
+        if parts.path == bare and not hosts_bucket(parts, bucket):
             request.url = urllib.parse.urlunsplit(parts._replace(path=bare + "/"))
 
     return handler
+
+
+def hosts_bucket(parts: urllib.parse.SplitResult, bucket: str) -> bool:
+    """Whether a URL names the bucket in its host (virtual-host style) rather than in its path."""
+    return (parts.hostname or "").startswith(f"{bucket}.")
 
 
 class S3Client:
@@ -162,6 +167,7 @@ class S3Client:
             request_timeout=config.request_timeout or None))
         self.listeners: list[RequestListener] = []
         self._url_prefix: str | None = None  # object URLs are this + the quoted key
+        self._auth_prefix: str | None = None  # virtual host: the path SigV2 signs is this + the quoted key
         self._signing: tuple[Any, Any, float] | None = None  # frozen credentials, their signer, when asked
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -258,9 +264,10 @@ class S3Client:
             for attempt in range(attempts):
                 began = time.monotonic()
                 try:
-                    url = await self._object_url(key)
+                    url, auth_path = await self._object_url(key)
                     signer = await self._signer()
-                    await trio.to_thread.run_sync(self._get_range_now, url, start, end, headers, signer, target)
+                    await trio.to_thread.run_sync(self._get_range_now, url, auth_path, start, end, headers, signer,
+                                                  target)
                 except ranged.RangeFailure as failure:
                     self._observe("GetObject", f"{failure.status // 100}xx" if failure.status else "failed",
                                   time.monotonic() - began, 0)
@@ -279,29 +286,32 @@ class S3Client:
                 return target
         raise AssertionError("unreachable")
 
-    def _get_range_now(self, url: str, start: int, end: int, headers: dict[str, str], signer: Any,
-                       into: memoryview) -> None:
+    def _get_range_now(self, url: str, auth_path: str | None, start: int, end: int, headers: dict[str, str],
+                       signer: Any, into: memoryview) -> None:
         """On a worker thread: sign the request (in its headers, as botocore signs its own) and read the body."""
         request = botocore.awsrequest.AWSRequest(method="GET", url=url, headers=headers)
-        parts = urllib.parse.urlsplit(url)
-        if (parts.hostname or "").startswith(f"{self.bucket}."):  # virtual host: SigV2 signs the path style path
-            request.auth_path = f"/{self.bucket}{parts.path}"
+        request.auth_path = auth_path
         if signer is not None:
             signer.add_auth(request)
         ranged.get_range(self._connections, url, start, end, into, dict(request.headers.items()))
 
-    async def _object_url(self, key: str) -> str:
-        """The object's URL as botocore builds it (endpoint, addressing style): botocore presigns one probe key
-        once, and each key's URL is that URL with the key quoted as botocore quotes it (`{Key+}`: all but
-        `/` and `~`). Building a URL through botocore costs about 1 ms of CPU, a small file's whole GET here."""
+    async def _object_url(self, key: str) -> tuple[str, str | None]:
+        """The object's URL as botocore builds it (endpoint, addressing style), and for a virtual-host URL the
+        path-style path SigV2 signs (as botocore sets `auth_path`). botocore presigns one probe key once; each
+        key's URL is that URL with the key quoted as botocore quotes it (`{Key+}`: all but `/` and `~`).
+        Building a URL through botocore costs about 1 ms of CPU, a small file's whole GET here."""
         if self._url_prefix is None:
             presigned: str = await trio_asyncio.aio_as_trio(self._client.generate_presigned_url)(
                 "get_object", Params={"Bucket": self.bucket, "Key": URL_PROBE_KEY})
-            url = urllib.parse.urlunsplit(urllib.parse.urlsplit(presigned)._replace(query=""))
+            parts = urllib.parse.urlsplit(presigned)._replace(query="")
+            url = urllib.parse.urlunsplit(parts)
             if not url.endswith("/" + URL_PROBE_KEY):
                 raise S3Error(errno.EIO, f"unexpected object URL shape from botocore: {url}", "UrlShape")
             self._url_prefix = url[:-len(URL_PROBE_KEY)]
-        return self._url_prefix + urllib.parse.quote(key, safe="/~")
+            if hosts_bucket(parts, self.bucket):
+                self._auth_prefix = f"/{self.bucket}{parts.path[:-len(URL_PROBE_KEY)]}"
+        quoted = urllib.parse.quote(key, safe="/~")
+        return self._url_prefix + quoted, None if self._auth_prefix is None else self._auth_prefix + quoted
 
     async def _signer(self) -> Any:
         """botocore's signer for this client's signature version, with the current credentials (refreshed by

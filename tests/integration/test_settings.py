@@ -109,6 +109,21 @@ def test_virtual_host_style_is_the_default(mount_factory: MountFactory, s3_serve
         assert not request.path.startswith(f"/{bucket}")
 
 
+def test_sigv2_signs_virtual_host_requests_too(mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
+    """SigV2 signs the path-style path of a virtual-host request (the bucket is in the host); RGW checks it, for
+    botocore's requests and for the block cache's own GETs alike."""
+    s3_server.client().put_object(Bucket=bucket, Key="seeded.txt", Body=b"seed")
+    dead = free_port()
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        root = through_proxy(mount_factory, proxy, dead, "alluxio.underfs.s3.disable.dns.buckets=false",
+                             "alluxio.underfs.s3.signer.algorithm=S3SignerType")
+        exercise(root)
+        seen = list(proxy.seen)
+    assert "GetObject" in {s.operation for s in seen}
+    assert {request.headers["authorization"].split(" ", 1)[0] for request in seen} == {"AWS"}
+    assert all(request.host == f"{bucket}.localhost:{dead}" for request in seen)
+
+
 # ---------------------------------------------------------------------------------------------- signer
 
 
