@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import direct
-import memfs
 import report
 from common import BUCKET, REN_PREFIX, SCRATCH, Sizes, warn
 
@@ -463,9 +462,11 @@ class Bench:
             if device is None:
                 row.direct_error = "bench/memfs.py did not mount (see logs/memfs.log)"
                 return
+            from s3fuse.daemon import READ_AHEAD_KB
+
             knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
             for _ in range(50):  # memfs raises its read-ahead once the kernel's INIT is answered
-                if knob.read_text().strip() == str(memfs.READ_AHEAD_KB):
+                if knob.read_text().strip() == str(READ_AHEAD_KB):
                     break
                 time.sleep(0.1)
             figures = []

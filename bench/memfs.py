@@ -10,14 +10,14 @@ import errno
 import os
 import stat
 import sys
-from pathlib import Path
 
 import pyfuse3
 import trio
 
+from s3fuse.daemon import raise_read_ahead
+
 NAME = b"big"
 FILE_INODE = pyfuse3.ROOT_INODE + 1
-READ_AHEAD_KB = 1024
 
 
 class MemoryFS(pyfuse3.Operations):
@@ -51,20 +51,12 @@ class MemoryFS(pyfuse3.Operations):
         return self.data[off:off + size]
 
 
-def raise_read_ahead(mountpoint: str) -> None:
-    """As s3fuse's daemon does; the device comes from mountinfo, since a stat would wait for our own loop."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if fields[4] == os.path.abspath(mountpoint):
-            Path(f"/sys/class/bdi/{fields[2]}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
-
-
 async def serve(mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pyfuse3.main)
-        # after the kernel's INIT request is answered: its reply sets the read-ahead the knob then overrides
-        await trio.sleep(0.5)
-        raise_read_ahead(mountpoint)
+        # as s3fuse's daemon does, once its loop answers: the stat waits for the kernel's INIT to be done,
+        # whose reply would otherwise override the knob
+        await trio.to_thread.run_sync(raise_read_ahead, mountpoint)
 
 
 def main() -> None:
