@@ -137,7 +137,7 @@ class OpenFile:
 
         async def fetch(number: int) -> None:
             data = await self.cache.block(self.version(), number)
-            await stage.write(number * block, memoryview(data)[:max(0, length - number * block)])
+            await stage.write(number * block, data[:max(0, length - number * block)])
 
         await bounded_map(fetch, range(-(-length // block)), max(1, self.config.threads // 4))
 

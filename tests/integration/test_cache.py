@@ -3,6 +3,7 @@ ahead. Requests are counted at a recording proxy between the mount and the serve
 
 from __future__ import annotations
 
+import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,3 +124,9 @@ def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_
         assert (again.path / "older.bin").read_bytes() == older
         assert proxy.count("GetObject") > 0  # the older one made room
 
+
+def test_the_mount_asks_the_kernel_for_1_mib_reads(mount_factory: MountFactory) -> None:
+    mounted = mount_factory()
+    device = os.stat(mounted.path).st_dev
+    knob = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+    assert knob.read_text().strip() == "1024"

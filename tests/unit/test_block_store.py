@@ -159,3 +159,22 @@ def test_small_objects_get_buffers_of_their_own_size() -> None:
         assert all(isinstance(buffer, bytearray) and len(buffer) == 4096 for buffer, _ in cache.memory.values())
         assert cache.memory_bytes == 100 * 4096
     trio.run(main)
+
+
+def test_an_evicted_block_a_reader_still_holds_keeps_its_bytes() -> None:
+    """The memory tier holds two blocks; a reader's view of block 0 must survive block 0's eviction and the
+    fetches after it (its buffer is not reused while viewed), and buffers nobody views are reused."""
+    async def main() -> None:
+        server = SlowServer()
+        server.released.set()
+        cache = BlockCache(BLOCK, 2 * BLOCK, None)
+        version = Version(cast(Any, server), "big", "etag", 8 * BLOCK)
+        held = await cache.block(version, 0)
+        for number in range(1, 8):
+            data = await cache.block(version, number)
+            assert bytes(data[:1]) == bytes([number])
+        del data
+        assert bytes(held[:1]) == b"\0" and bytes(held[-1:]) == b"\0"
+        assert cache.pool.free  # the blocks nobody held went back to the pool
+        assert all(buffer is not held.obj for buffer in cache.pool.free)
+    trio.run(main)
