@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,10 +38,11 @@ SIZES = Sizes()
 STEP_TIMEOUT = int(os.environ.get("STEP_TIMEOUT", "900"))
 BACKEND = os.environ.get("BACKEND", "rgw")  # a real S3 server by default (issue 8); moto-fast on request
 WORK = Path(os.environ["BENCH_WORK"])
+RAM_DIR = os.environ.get("RAM_DIR", "/dev/shm")  # a tmpfs for the seq_warm_ram row's block cache
 RESULTS = Path(os.environ.get("BENCH_RESULTS", str(HERE / "results")))
 VENV_BIN = Path(sys.executable).parent
 # the mount's workload groups (one mount each) and their rows; WORKLOADS=reads,metadata runs only those
-GROUPS = {"reads": ["seq_cold", "seq_warm", "seq_warm_remount", "rss"], "random": ["rand4k"],
+GROUPS = {"reads": ["seq_cold", "seq_warm", "seq_warm_remount", "seq_warm_ram", "rss"], "random": ["rand4k"],
           "metadata": ["ls", "find", "small_read", "small_create", "small_readback", "write_default", "close_default"],
           "streaming": ["write_stream", "close_stream"], "rename": ["rename"]}
 CHOSEN = [name for name in os.environ.get("WORKLOADS", ",".join(GROUPS)).split(",") if name in GROUPS]
@@ -81,6 +83,7 @@ def make_rows(sizes: Sizes) -> dict[str, Row]:
         Row("seq_cold", f"seq read {s.big_mib} MiB, cold", "MB/s", direct_label="GET, one stream"),
         Row("seq_warm", "seq read, warm (page cache dropped)", "MB/s", direct_label="GET, one stream"),
         Row("seq_warm_remount", "seq read, warm after remount", "MB/s", direct_label="GET, one stream"),
+        Row("seq_warm_ram", "seq read, warm, block cache on tmpfs", "MB/s", direct_label="GET, one stream"),
         Row("rand4k", f"random 4 KiB reads, {s.rand_secs} s, cold cache", "IOPS",
             direct_label="4 KiB ranged GETs, one at a time"),
         Row("ls", f"ls -l on {s.n_ls} keys", "s", True, "ListObjectsV2 with delimiter"),
@@ -421,7 +424,7 @@ class Bench:
                 async with self.client(via_proxy=False) as client:
                     row = self.rows["lim_noproxy"]
                     row.direct = (await direct.get_single(client, SIZES))[0]
-            for key in ("seq_warm", "seq_warm_remount"):
+            for key in ("seq_warm", "seq_warm_remount", "seq_warm_ram"):
                 self.rows[key].direct = self.rows["seq_cold"].direct
 
         asyncio.run(run())
@@ -535,6 +538,20 @@ class Bench:
             self.disk_limit()
             self.mount.mount()
             self.fs_step("seq_warm_remount", "seqread")
+            # the same warm read with the block cache's files in RAM: what the software does when the cache's
+            # storage is not the limit (this VM's disk gives its files back at lim_disk)
+            ram = Path(tempfile.mkdtemp(prefix="s3fuse-bench-cache.", dir=RAM_DIR))
+            try:
+                self.mount.mount({"alluxio.user.client.cache.dirs": str(ram)})
+                filled = run_workload("seqread", self.mount.point, self.mount.abort)  # cold: fills the cache
+                drop_caches()
+                if "error" in filled:
+                    self.rows["seq_warm_ram"].s3fuse_error = f"filling the cache: {filled['error']}"
+                else:
+                    self.fs_step("seq_warm_ram", "seqread")
+                self.mount.unmount()
+            finally:
+                shutil.rmtree(ram, ignore_errors=True)
 
         def random_reads() -> None:
             self.mount.mount(empty_cache=True)

@@ -3,8 +3,11 @@ ahead. Requests are counted at a recording proxy between the mount and the serve
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -130,3 +133,34 @@ def test_the_mount_asks_the_kernel_for_1_mib_reads(mount_factory: MountFactory) 
     device = os.stat(mounted.path).st_dev
     knob = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
     assert knob.read_text().strip() == "1024"
+
+
+def resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the kernel's page cache (mincore over a private map). Opening the file
+    for the map is itself an open through the mount: what it finds is what that open left in place."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        window = (ctypes.c_char * size).from_buffer(mapped)
+        pages = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
+        try:
+            assert libc.mincore(ctypes.c_void_p(ctypes.addressof(window)), ctypes.c_size_t(size), pages) == 0, \
+                os.strerror(ctypes.get_errno())
+        finally:
+            del window
+        return sum(page & 1 for page in pages)
+
+
+def test_an_unchanged_object_keeps_its_page_cache_across_opens(mount_factory: MountFactory, s3_server: LocalS3,
+                                                               bucket: str) -> None:
+    data = random.Random(9).randbytes(2 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="again.bin", Body=data)
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    path = mounted.path / "again.bin"
+    assert path.read_bytes() == data
+    assert resident_pages(path) == 2 * MiB // mmap.PAGESIZE  # reopened with keep_cache: the kernel kept them
+    client.put_object(Bucket=bucket, Key="again.bin", Body=data[::-1])  # same size, another ETag
+    time.sleep(1.5)  # past the metadata TTL
+    assert resident_pages(path) == 0  # the open saw the new ETag: the old pages are dropped
+    assert path.read_bytes() == data[::-1]
