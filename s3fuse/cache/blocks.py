@@ -22,7 +22,9 @@ from s3fuse.s3.client import S3Client
 
 log = logging.getLogger(__name__)
 
-BlockKey = tuple[str, str, str, int]  # bucket, key, etag, block number
+# bucket, key, etag, block size, block number: with another block size the same number is another range, so a
+# cache kept from a mount with another `page.size` must not answer for it
+BlockKey = tuple[str, str, str, int, int]
 Buffer = bytearray | mmap.mmap  # what holds a block: a pooled mmap, or a bytearray for a small object
 SMALL_ALIGN = 128 << 10  # random reads fetch their range rounded out to this
 DISK_WRITERS = 2  # blocks written to the disk tier at once
@@ -39,8 +41,8 @@ class Version:
     etag: str
     size: int
 
-    def block_key(self, number: int) -> BlockKey:
-        return (self.client.bucket, self.key, self.etag, number)
+    def block_key(self, block_size: int, number: int) -> BlockKey:
+        return (self.client.bucket, self.key, self.etag, block_size, number)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class BlockCache:
 
     async def block(self, version: Version, number: int) -> memoryview:
         """The whole block `number` of the object (shorter at the end of the object)."""
-        bkey = version.block_key(number)
+        bkey = version.block_key(self.block_size, number)
         data = self.cached(bkey)
         if data is not None:
             self.hits += 1
@@ -124,7 +126,7 @@ class BlockCache:
     async def _fill(self, version: Version, number: int, fetch: Fetch) -> None:
         """Disk tier first, then S3; always sets `done` (even when cancelled), and before the block is written
         to the disk tier, so readers never wait for the cache's own write."""
-        bkey = version.block_key(number)
+        bkey = version.block_key(self.block_size, number)
         start = number * self.block_size
         end = min(version.size, start + self.block_size)
         # a pooled buffer is a whole block of address space: for small objects (thousands of them in memory)
@@ -187,7 +189,7 @@ class BlockCache:
         for number in numbers:
             if number >= self.block_count(version.size) or len(self.fetching) * self.block_size >= IN_FLIGHT_BYTES:
                 break
-            bkey = version.block_key(number)
+            bkey = version.block_key(self.block_size, number)
             if bkey in self.memory or bkey in self.fetching:
                 continue
             fetch = self._start(bkey)
@@ -220,7 +222,7 @@ class BlockCache:
         if offset >= end:
             return b""
         numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
-        if all(self._has(version.block_key(n)) for n in numbers):
+        if all(self._has(version.block_key(self.block_size, n)) for n in numbers):
             return await self.read(version, offset, length)
         start = offset - offset % SMALL_ALIGN
         stop = min(version.size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)

@@ -59,6 +59,18 @@ def test_a_replaced_object_is_never_served_from_its_old_blocks(mount_factory: Mo
     assert (again.path / "changing.bin").read_bytes() == new
 
 
+def test_a_remount_with_another_block_size_never_serves_blocks_cut_the_old_way(
+        mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
+    data = random.Random(10).randbytes(9 * MiB)  # block 1 is 1 MiB long either way: [1, 2) MiB or [8, 9) MiB
+    s3_server.client().put_object(Bucket=bucket, Key="recut.bin", Body=data)
+    first = mount_factory(SMALL_BLOCKS)
+    assert (first.path / "recut.bin").read_bytes() == data
+    assert first.unmount() == 0
+    again = mount_factory("alluxio.user.client.cache.page.size=8MB", cache_of=first)
+    drop_page_cache()
+    assert (again.path / "recut.bin").read_bytes() == data
+
+
 def test_a_truncated_cache_entry_is_fetched_again(mount_factory: MountFactory, s3_server: LocalS3,
                                                   bucket: str) -> None:
     data = random.Random(4).randbytes(3 * MiB)
