@@ -389,9 +389,11 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
 
 
 async def report_ready(service: Service, notify: Notify) -> None:
-    """The mount is ready when a stat through it is answered (by us, on this loop)."""
+    """The mount is ready when a request through it is answered (by us, on this loop). statvfs, not stat: a
+    stat of the root may be answered by the kernel before our INIT reply is processed, and that reply sets the
+    read-ahead we raise next."""
     mountpoint = service.request.mountpoint
-    await trio.to_thread.run_sync(os.stat, mountpoint)
+    await trio.to_thread.run_sync(os.statvfs, mountpoint)
     await trio.to_thread.run_sync(raise_read_ahead, mountpoint)
     service.state = "serving"
     log.info("mounted %s at %s (pid %d)", service.mount.uri, mountpoint, os.getpid())

@@ -142,6 +142,9 @@ def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_
 
 def test_the_mount_asks_the_kernel_for_1_mib_reads(mount_factory: MountFactory) -> None:
     mounted = mount_factory()
+    deadline = time.monotonic() + 30
+    while "mounted " not in mounted.log_text() and time.monotonic() < deadline:  # raised before it says so
+        time.sleep(0.05)
     device = os.stat(mounted.path).st_dev
     knob = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
     assert knob.read_text().strip() == "1024"
