@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import trio
 
 from s3fuse.cache.buffers import BufferPool
-from s3fuse.cache.disk import DiskCache
+from s3fuse.cache.disk import PIECE, DiskCache
 from s3fuse.s3.client import S3Client
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # cache kept from a mount with another `page.size` must not answer for it
 BlockKey = tuple[str, str, str, int, int]
 Buffer = bytearray | mmap.mmap  # what holds a block: a pooled mmap, or a bytearray for a small object
-SMALL_ALIGN = 128 << 10  # random reads fetch their range rounded out to this
 DISK_WRITERS = 2  # blocks written to the disk tier at once
 SPARE_BUFFERS = 8  # pooled buffers beyond the memory tier's, for blocks on their way
 IN_FLIGHT_BYTES = 128 << 20  # prefetched blocks on their way at once, all readers together
@@ -101,47 +100,55 @@ class BlockCache:
 
     async def block(self, version: Version, number: int) -> memoryview:
         """The whole block `number` of the object (shorter at the end of the object)."""
-        bkey = version.block_key(self.block_size, number)
+        return await self._unit(version, version.block_key(self.block_size, number))
+
+    async def piece(self, version: Version, number: int) -> memoryview:
+        """PIECE bytes of the object from number * PIECE (shorter at its end): what a random read fetches, kept
+        in both tiers like a block."""
+        return await self._unit(version, version.block_key(PIECE, number))
+
+    async def _unit(self, version: Version, bkey: BlockKey) -> memoryview:
         data = self.cached(bkey)
         if data is not None:
             self.hits += 1
             return data
         fetch = self.fetching.get(bkey)
         if fetch is None:
-            fetch = self._start(bkey)
-            if self.nursery is not None:  # in the background, so this reader need not wait for the disk write
-                self.nursery.start_soon(self._fill, version, number, fetch)
-            else:
-                await self._fill(version, number, fetch)
+            fetch = self._begin(version, bkey)
+            if self.nursery is None:
+                await self._fill(version, bkey, fetch)
         await fetch.done.wait()
         if fetch.error is not None:
             raise OSError(fetch.error.errno or errno.EIO, str(fetch.error))
         return fetch.data
 
-    def _start(self, bkey: BlockKey) -> Fetch:
+    def _begin(self, version: Version, bkey: BlockKey) -> Fetch:
+        """A fetch readers can wait on; with the mount's nursery it runs in the background, so neither this
+        reader nor the others wait for the disk tier's write."""
         fetch = Fetch()
         self.fetching[bkey] = fetch
+        if self.nursery is not None:
+            self.nursery.start_soon(self._fill, version, bkey, fetch)
         return fetch
 
-    async def _fill(self, version: Version, number: int, fetch: Fetch) -> None:
-        """Disk tier first, then S3; always sets `done` (even when cancelled), and before the block is written
-        to the disk tier, so readers never wait for the cache's own write."""
-        bkey = version.block_key(self.block_size, number)
-        start = number * self.block_size
-        end = min(version.size, start + self.block_size)
+    async def _fill(self, version: Version, bkey: BlockKey, fetch: Fetch) -> None:
+        """Disk tier first, then S3; always sets `done` (even when cancelled), and before the bytes are written
+        to the disk tier."""
+        unit, number = bkey[3], bkey[4]
+        start = number * unit
+        end = min(version.size, start + unit)
         # a pooled buffer is a whole block of address space: for small objects (thousands of them in memory)
-        # a buffer of their own size, or the mmaps would run into the kernel's limit on mappings
+        # and pieces a buffer of their own size, or the mmaps would run into the kernel's limit on mappings
         buffer: Buffer = self.pool.take() if end - start >= self.block_size // 2 else bytearray(end - start)
         view = memoryview(buffer)[:end - start]
         fetched = False
         try:
-            if self.disk is not None and self.disk.has(bkey) and await self.disk.get(bkey, view):
+            if await self._from_disk(version, bkey, view):
                 self.hits += 1
             else:
                 self.misses += 1
-                log.debug("GET %s block %d: start (%d in flight)", version.key, number, len(self.fetching))
+                log.debug("GET %s [%d, %d): start (%d in flight)", version.key, start, end, len(self.fetching))
                 await version.client.get_range(version.key, start, end, version.etag, into=view)
-                log.debug("GET %s block %d: done", version.key, number)
                 fetched = True
             fetch.data = view
             self._keep(bkey, buffer, end - start)
@@ -152,6 +159,20 @@ class BlockCache:
             fetch.done.set()
         if fetched:
             self.store_on_disk(bkey, view)
+
+    async def _from_disk(self, version: Version, bkey: BlockKey, into: memoryview) -> bool:
+        """The unit from the disk tier: kept as itself, or, for a piece, as part of a cached block (only that
+        piece of the block is read and checked: a random read of a cached block costs PIECE bytes of disk)."""
+        if self.disk is None:
+            return False
+        if self.disk.has(bkey):
+            return await self.disk.get(bkey, into)
+        unit, number = bkey[3], bkey[4]
+        if unit == self.block_size or self.block_size % unit:  # blocks are tiled by pieces only in this case
+            return False
+        block, index = divmod(number * unit, self.block_size)
+        holder = version.block_key(self.block_size, block)
+        return self.disk.has(holder) and await self.disk.get_piece(holder, index // unit, into)
 
     def store_on_disk(self, bkey: BlockKey, data: memoryview) -> None:
         """Every fetched block goes to the disk tier, DISK_WRITERS at a time; while the backlog of blocks waiting
@@ -187,51 +208,48 @@ class BlockCache:
         if self.nursery is None:
             return
         for number in numbers:
-            if number >= self.block_count(version.size) or len(self.fetching) * self.block_size >= IN_FLIGHT_BYTES:
+            if number >= self.block_count(version.size) or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
                 break
             bkey = version.block_key(self.block_size, number)
-            if bkey in self.memory or bkey in self.fetching:
-                continue
-            fetch = self._start(bkey)
-            self.nursery.start_soon(self._fill, version, number, fetch)
+            if bkey not in self.memory and bkey not in self.fetching:
+                self._begin(version, bkey)
+
+    def in_flight_bytes(self) -> int:
+        return sum(bkey[3] for bkey in self.fetching)
 
     async def read(self, version: Version, offset: int, length: int) -> bytes | memoryview:
-        """Bytes [offset, offset+length) of the object, clipped at its end; within one block a view of the
-        cached block (no copy: pyfuse3 takes any buffer)."""
-        end = min(version.size, offset + length)
-        if offset >= end:
-            return b""
-        first, last = offset // self.block_size, (end - 1) // self.block_size
-        if first == last:
-            data = await self.block(version, first)
-            base = first * self.block_size
-            return data[offset - base:end - base]
-        if last > first + 1:
-            self.prefetch(version, range(first + 1, last + 1))
-        parts = []
-        for number in range(first, last + 1):
-            data = await self.block(version, number)
-            base = number * self.block_size
-            parts.append(data[max(offset, base) - base:min(end, base + len(data)) - base])
-        return b"".join(parts)
+        """Bytes [offset, offset+length) of the object, clipped at its end, from whole blocks; within one block
+        a view of the cached block (no copy: pyfuse3 takes any buffer)."""
+        return await self._span(version, offset, length, self.block_size)
 
     async def read_small(self, version: Version, offset: int, length: int) -> bytes | memoryview:
-        """A random read: from a cached block when there is one, else a ranged GET of just the aligned range
-        around it (not a whole block: random 4 KiB reads would move 2,000 times the bytes they use)."""
+        """A random read: from blocks already in memory, else from the PIECE-aligned pieces around it (not whole
+        blocks: random 4 KiB reads would move 2,000 times the bytes they use). A piece comes from memory, the
+        disk tier (kept as itself, or read out of a cached block) or a ranged GET of just that piece."""
+        end = min(version.size, offset + length)
+        numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
+        blocks = [version.block_key(self.block_size, number) for number in numbers]
+        if all(bkey in self.memory or bkey in self.fetching for bkey in blocks):
+            return await self.read(version, offset, length)
+        return await self._span(version, offset, length, PIECE)
+
+    async def _span(self, version: Version, offset: int, length: int, unit: int) -> bytes | memoryview:
+        """Bytes [offset, offset+length) from units (blocks or pieces) of `unit` bytes; the units a read spans
+        are fetched at once."""
         end = min(version.size, offset + length)
         if offset >= end:
             return b""
-        numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
-        if all(self._has(version.block_key(self.block_size, n)) for n in numbers):
-            return await self.read(version, offset, length)
-        start = offset - offset % SMALL_ALIGN
-        stop = min(version.size, -(-end // SMALL_ALIGN) * SMALL_ALIGN)
-        self.misses += 1
-        data = await version.client.get_range(version.key, start, stop, version.etag)
-        return data[offset - start:end - start]
-
-    def _has(self, bkey: BlockKey) -> bool:
-        return bkey in self.memory or bkey in self.fetching or (self.disk is not None and self.disk.has(bkey))
+        numbers = range(offset // unit, (end - 1) // unit + 1)
+        keys = [version.block_key(unit, number) for number in numbers]
+        for bkey in keys[1:] if self.nursery is not None else ():
+            if bkey not in self.memory and bkey not in self.fetching:
+                self._begin(version, bkey)
+        parts = []
+        for number, bkey in zip(numbers, keys, strict=True):
+            data = await self._unit(version, bkey)
+            base = number * unit
+            parts.append(data[max(offset, base) - base:min(end, base + len(data)) - base])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def drop(self, bucket: str, key: str) -> None:
         """Forget the memory blocks of a key (its object was replaced or removed by us)."""

@@ -1,10 +1,11 @@
 """The disk tier of the block cache (diskcache): survives a remount, bounded by `alluxio.user.client.cache.size`
 with LRU eviction, and checked on every read so a corrupt or truncated entry is refetched, never returned.
 
-diskcache keeps the index (key, size, checksum, access order) in SQLite and each block in a file of its own
-directory; the files are written and read with O_DIRECT where the filesystem allows it. The kernel's page cache
-already holds what a reader reads (the mount's own pages); caching the cache files' pages as well would hold
-every byte twice, and the memory for those pages is the dearest part of a cold read here (see buffers.py).
+diskcache keeps the index (key, size, a checksum per PIECE, access order) in SQLite and each block in a file of
+its own directory; whole blocks are written and read with O_DIRECT where the filesystem allows it. The kernel's
+page cache already holds what a reader reads (the mount's own pages); caching the cache files' pages as well
+would hold every byte twice, and the memory for those pages is the dearest part of a cold read here (see
+buffers.py). A random read takes one piece out of a block file, checked against that piece's checksum.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import xxhash
 log = logging.getLogger(__name__)
 
 DIRECT_ALIGN = 4096  # O_DIRECT wants the buffer, the length and the offset aligned to the device's block size
+PIECE = 128 << 10  # what a random read fetches, and the unit of checksums within a block
+DIGEST = 8  # bytes of one piece's checksum
 
 
 def aligned(view: memoryview) -> memoryview | None:
@@ -74,10 +77,11 @@ def read_file(path: str, into: memoryview) -> int:
         return reader.readinto(into)
 
 
-def checksum(data: memoryview) -> int:
-    """Catches a corrupt file (a truncated one already fails the length check). xxh3 costs 0.27 ms per 8 MiB
-    block here, zlib's adler32 and crc32 3 ms. Signed, as SQLite keeps it."""
-    return xxhash.xxh3_64_intdigest(data) - (1 << 63)
+def checksums(data: memoryview) -> bytes:
+    """One xxh3 per PIECE of `data`, so a random read checks just the pieces it reads: catches a corrupt file
+    (a truncated one already fails the length check). xxh3 costs 0.27 ms per 8 MiB here, zlib's adler32 and
+    crc32 3 ms."""
+    return b"".join(xxhash.xxh3_64_digest(data[start:start + PIECE]) for start in range(0, len(data), PIECE))
 
 
 class BlockFiles(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints
@@ -110,7 +114,7 @@ class DiskCache:
             found = self.cache.get(key, read=True, tag=True)
             if found[0] is None:
                 return False
-            stored, stored_checksum = found
+            stored, stored_checksums = found
             if isinstance(stored, bytes):  # a small block, kept in the index itself
                 length = len(stored)
                 if length == len(into):
@@ -121,11 +125,42 @@ class DiskCache:
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
             return False
-        if length != len(into) or checksum(into) != stored_checksum:
-            log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
-            self.cache.delete(key)
-            return False
+        if length != len(into) or checksums(into) != stored_checksums:
+            return self._corrupt(key)
         return True
+
+    async def get_piece(self, key: Any, index: int, into: memoryview) -> bool:
+        """Piece `index` of a cached block (len(into) bytes from index * PIECE), checked on its own: a random
+        read of a cached block reads and checks PIECE bytes of disk, not the block."""
+        return await trio.to_thread.run_sync(self._get_piece, key, index, into)
+
+    def _get_piece(self, key: Any, index: int, into: memoryview) -> bool:
+        start = index * PIECE
+        try:
+            found = self.cache.get(key, read=True, tag=True)
+            if found[0] is None:
+                return False
+            stored, stored_checksums = found
+            if isinstance(stored, bytes):
+                piece = stored[start:start + len(into)]
+                into[:len(piece)] = piece
+                length = len(piece)
+            else:
+                with stored:
+                    length = os.preadv(stored.fileno(), [into], start)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
+            return False
+        expected = stored_checksums[index * DIGEST:(index + 1) * DIGEST] if isinstance(stored_checksums, bytes) \
+            else None
+        if length != len(into) or xxhash.xxh3_64_digest(into) != expected:
+            return self._corrupt(key)
+        return True
+
+    def _corrupt(self, key: Any) -> bool:
+        log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
+        self.cache.delete(key)
+        return False
 
     def has(self, key: Any) -> bool:
         """An index lookup only (no file read): cheap enough for the event loop."""
@@ -142,7 +177,7 @@ class DiskCache:
             # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
             # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
             # displaced a smaller one may leave the cache over its limit, which cull() then mends
-            self.cache.set(key, data, tag=checksum(data))
+            self.cache.set(key, data, tag=checksums(data))
             if self.cache.volume() > self.cache.size_limit:
                 self.cache.cull()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:  # a full disk costs caching, never the read

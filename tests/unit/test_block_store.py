@@ -13,7 +13,7 @@ import trio.testing
 
 from s3fuse.cache.blocks import IN_FLIGHT_BYTES, BlockCache, Version
 from s3fuse.cache.buffers import BufferPool
-from s3fuse.cache.disk import DiskCache, read_file, write_file
+from s3fuse.cache.disk import PIECE, DiskCache, read_file, write_file
 
 BLOCK = 1 << 20
 
@@ -177,4 +177,58 @@ def test_an_evicted_block_a_reader_still_holds_keeps_its_bytes() -> None:
         assert bytes(held[:1]) == b"\0" and bytes(held[-1:]) == b"\0"
         assert cache.pool.free  # the blocks nobody held went back to the pool
         assert all(buffer is not held.obj for buffer in cache.pool.free)
+    trio.run(main)
+
+
+class ObjectServer:
+    """Stands in for S3Client: serves one object's bytes and records the ranges asked for."""
+
+    bucket = "b"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ranges: list[tuple[int, int]] = []
+
+    async def get_range(self, key: str, start: int, end: int, etag: str = "",
+                        into: memoryview | None = None) -> memoryview:
+        self.ranges.append((start, end))
+        assert into is not None
+        into[:] = self.data[start:end]
+        return into
+
+
+def test_a_random_read_of_a_block_on_disk_reads_and_checks_one_piece(tmp_path: Path) -> None:
+    data = os.urandom(2 * BLOCK)
+    server = ObjectServer(data)
+    version = Version(cast(Any, server), "big", "etag", len(data))
+    disk = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
+
+    async def main() -> None:
+        await disk.put(version.block_key(BLOCK, 1), memoryview(data)[BLOCK:])
+        cache = BlockCache(BLOCK, 4 * BLOCK, disk)
+        offset = BLOCK + 3 * PIECE + 100
+        assert bytes(await cache.read_small(version, offset, 4096)) == data[offset:offset + 4096]
+        assert server.ranges == []
+        assert all(bkey[3] == PIECE for bkey in cache.memory)  # the piece is kept, not the block
+        [path] = list((tmp_path / "cache").rglob("*.val"))
+        raw = bytearray(path.read_bytes())
+        raw[5 * PIECE + 7] ^= 1
+        path.write_bytes(bytes(raw))
+        offset = BLOCK + 5 * PIECE
+        assert bytes(await cache.read_small(version, offset, 4096)) == data[offset:offset + 4096]
+        assert server.ranges == [(offset, offset + PIECE)]  # the damaged piece was refused and fetched
+        assert not disk.has(version.block_key(BLOCK, 1))
+    trio.run(main)
+
+
+def test_random_reads_fetch_pieces_and_keep_them(tmp_path: Path) -> None:
+    data = os.urandom(3 * BLOCK + 5)
+    server = ObjectServer(data)
+    version = Version(cast(Any, server), "big", "etag", len(data))
+
+    async def main() -> None:
+        cache = BlockCache(BLOCK, 4 * BLOCK, DiskCache(str(tmp_path / "cache"), 64 * BLOCK))
+        for offset, length in [(PIECE - 10, 20), (PIECE + 5, 100), (3 * BLOCK, 100)]:
+            assert bytes(await cache.read_small(version, offset, length)) == data[offset:offset + length]
+        assert server.ranges == [(0, PIECE), (PIECE, 2 * PIECE), (3 * BLOCK, 3 * BLOCK + 5)]
     trio.run(main)
