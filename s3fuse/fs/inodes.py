@@ -276,6 +276,14 @@ class InodeTable:
         if self.negative.get(path, 0.0) >= self.now():
             raise OSError(errno.ENOENT, path)
         listing = self.cached_listing(parent.path)
+        if listing is None and self.large.get(parent.path, 0.0) < self.now():
+            # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each): its
+            # whole subtree when that fits a page, else its own entries (a bucket root with big directories).
+            # Used as it comes back, not looked up again: with a TTL of 0 it has already expired.
+            listing = await self.load(parent.path, max_pages=1, page_keys=PROBE_KEYS) \
+                or await self.load_flat(parent.path, max_pages=1)
+            if listing is None:
+                self.large[parent.path] = self.now() + self.ttl
         if listing is not None:
             entry = listing.entries.get(name)
             if entry is None:
@@ -285,13 +293,6 @@ class InodeTable:
                 return inode
             if entry.is_dir or inode is None:
                 return self.remember(path, entry, entry.is_dir)
-        elif self.large.get(parent.path, 0.0) < self.now():
-            # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each): its
-            # whole subtree when that fits a page, else its own entries (a bucket root with big directories)
-            if await self.load(parent.path, max_pages=1, page_keys=PROBE_KEYS) is not None \
-                    or await self.load_flat(parent.path, max_pages=1) is not None:
-                return await self.lookup(parent, name)
-            self.large[parent.path] = self.now() + self.ttl
         return await self.stat_path(path)
 
     async def stat_path(self, path: str) -> Inode:

@@ -70,6 +70,21 @@ def test_a_second_mount_sees_changes_after_the_ttl(mount_factory: MountFactory) 
     assert not (second.path / "shared.txt").exists()
 
 
+def test_with_a_zero_ttl_every_change_is_seen_at_once(mount_factory: MountFactory, s3_server, bucket) -> None:
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0")
+    os.makedirs(mounted.path / "a" / "b")
+    (mounted.path / "a" / "b" / "f.txt").write_bytes(b"through the mount")
+    assert os.listdir(mounted.path / "a") == ["b"]
+    os.rename(mounted.path / "a" / "b" / "f.txt", mounted.path / "a" / "g.txt")
+    assert sorted(os.listdir(mounted.path / "a")) == ["b", "g.txt"]
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="a/h.txt", Body=b"from another writer")
+    assert (mounted.path / "a" / "h.txt").read_bytes() == b"from another writer"  # no TTL to wait for
+    client.delete_object(Bucket=bucket, Key="a/g.txt")
+    assert not (mounted.path / "a" / "g.txt").exists()
+    assert mounted.process.poll() is None
+
+
 def daemon_rss_kib(mounted: Mounted) -> int:
     status = Path(f"/proc/{mounted.process.pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
