@@ -191,6 +191,12 @@ class InodeTable:
         self.listings.move_to_end(path)
         return listing
 
+    def subdirectories(self, path: str) -> int:
+        """How many directories the cached listing of `path` holds (a directory's link count is 2 plus that,
+        as POSIX file systems keep it); 0 while its listing is not known."""
+        listing = self.listings.get(path)
+        return sum(entry.is_dir for entry in listing.entries.values()) if listing is not None else 0
+
     async def list(self, directory: Inode) -> dict[str, Entry]:
         """The complete, merged listing of a directory (every page), cached for the TTL."""
         listing = self.cached_listing(directory.path)

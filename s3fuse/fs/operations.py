@@ -118,7 +118,7 @@ class Operations(pyfuse3.Operations):
         if kind == stat.S_IFLNK:
             permissions = 0o777
         attrs.st_mode = kind | permissions
-        attrs.st_nlink = 2 if inode.is_dir else 1
+        attrs.st_nlink = 2 + self.table.subdirectories(inode.path) if inode.is_dir else 1
         attrs.st_uid = identity.uid if meta.uid is None else meta.uid
         attrs.st_gid = identity.gid if meta.gid is None else meta.gid
         attrs.st_rdev = 0

@@ -109,6 +109,18 @@ def test_truncate_and_sizes(root: Path) -> None:
     assert os.stat(path).st_size == 11
 
 
+def test_a_directory_links_its_subdirectories(root: Path) -> None:
+    os.makedirs(root / "d" / "one")
+    os.mkdir(root / "d" / "two")
+    (root / "d" / "file").write_bytes(b"")
+    assert os.stat(root / "d").st_nlink == 4  # ".", its name in the parent, and ".." of each subdirectory
+    os.rename(root / "d" / "two", root / "moved")
+    assert os.stat(root / "d").st_nlink == 3
+    os.rmdir(root / "d" / "one")
+    assert os.stat(root / "d").st_nlink == 2
+    assert os.stat(root / "moved").st_nlink == 2
+
+
 def test_rename_over_open_file_keeps_the_old_readable(root: Path) -> None:
     (root / "old").write_bytes(b"old bytes")
     (root / "new").write_bytes(b"new bytes")
