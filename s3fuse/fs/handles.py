@@ -108,6 +108,11 @@ class OpenFile:
     lost_write: OSError | None = None  # a write that failed locally: never upload the file without it
     lock: trio.Lock = field(default_factory=trio.Lock)
 
+    @property
+    def clean(self) -> bool:
+        """Its bytes are all the S3 version's: nothing staged, streamed or written."""
+        return self.stage is None and self.streaming is None and not self.dirty
+
     def version(self) -> Version:
         """The S3 version this file's clean bytes come from."""
         return Version(self.client, self.key, self.base_etag, self.size)
@@ -350,6 +355,8 @@ class OpenFiles:
             file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
                             base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new)
             self.files[inode.ino] = file
+        elif file.clean and file.base_etag and inode.etag != file.base_etag:  # replaced by another writer
+            file.base_etag, file.size = inode.etag, inode.size
         file.handles += 1
         return file
 

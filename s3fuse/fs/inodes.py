@@ -329,9 +329,9 @@ class InodeTable:
         inode.expires = 0.0
         return await self.refresh(inode)
 
-    async def refresh(self, inode: Inode) -> Inode:
-        """Attributes that are at most one TTL old; a file gone from S3 is ENOENT."""
-        if inode.expires >= self.now() or inode.ino == ROOT_INO:
+    async def refresh(self, inode: Inode, now: bool = False) -> Inode:
+        """Attributes that are at most one TTL old (`now`: fresh from S3); a file gone from S3 is ENOENT."""
+        if (inode.expires >= self.now() and not now) or inode.ino == ROOT_INO:
             return inode
         if inode.is_dir:
             inode.expires = self.now() + self.ttl

@@ -7,6 +7,7 @@ namespace changes through changes.py, attributes through the inode table and the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -17,6 +18,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
+import trio
 
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
@@ -363,10 +365,32 @@ class Operations(pyfuse3.Operations):
         log.debug("read fh=%d off=%d size=%d", fh, off, size)
         handle = self.handles.file(fh)
         file = handle.file
-        if file.stage is None and file.streaming is None:
+        if file.stage is not None or file.streaming is not None:
+            async with file.lock:
+                return await file.read(off, size, handle.prefetcher)
+        try:
             return await file.read(off, size, handle.prefetcher)  # clean: no lock, readers run in parallel
-        async with file.lock:
-            return await file.read(off, size, handle.prefetcher)
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:
+                await self.replaced_under(file)
+            raise
+
+    async def replaced_under(self, file: OpenFile) -> None:
+        """Another writer replaced the object under a clean open file (a GET's If-Match failed): this open
+        keeps failing with ESTALE (the kernel holds the old size for its inode and the bytes it already read),
+        but the table learns the new version now and the kernel forgets the name, so the next open looks it up
+        and reads the new one, instead of every open failing until the metadata TTL ran out."""
+        if file.inode.etag != file.base_etag:
+            return  # learned at an earlier read of this open
+        node = await self.table.refresh(file.inode, now=True)
+        node.page_cache_etag = ""
+        parent = self.table.known(parent_of(node.path))
+        log.warning("%s was replaced in S3 while open (its metadata was cached): this open fails with ESTALE; "
+                    "open it again to read the new version", node.path)
+        if parent is not None:
+            name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")
+            with contextlib.suppress(OSError):  # the kernel may have dropped the name already
+                await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent.ino, name)
 
     @errno_boundary
     async def write(self, fh: int, off: int, buf: bytes) -> int:

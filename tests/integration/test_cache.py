@@ -4,12 +4,15 @@ ahead. Requests are counted at a recording proxy between the mount and the serve
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from s3fuse.embedded import LocalS3
 from tests.conftest import MountFactory
@@ -179,3 +182,22 @@ def test_an_unchanged_object_keeps_its_page_cache_across_opens(mount_factory: Mo
     time.sleep(1.5)  # past the metadata TTL
     assert resident_pages(path) == 0  # the open saw the new ETag: the old pages are dropped
     assert path.read_bytes() == data[::-1]
+
+
+def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_factory: MountFactory,
+                                                                     s3_server: LocalS3, bucket: str) -> None:
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"old\n")
+    mounted = mount_factory()  # metadata kept for a minute
+    path = mounted.path / "swapped.txt"
+    assert path.stat().st_size == 4  # known, not yet read
+    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"new, and longer\n")
+    with open(path, "rb") as handle:  # opened on the cached metadata: S3 refuses the old ETag's GET (412)
+        with pytest.raises(OSError) as raised:
+            handle.read()
+        assert raised.value.errno == errno.ESTALE
+        with pytest.raises(OSError):
+            handle.read()  # this open stays on the old version
+    assert "replaced in S3 while open" in mounted.log_text()
+    assert path.read_bytes() == b"new, and longer\n"  # the next open reads the new one, within the TTL
+    assert path.stat().st_size == 16
