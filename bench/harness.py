@@ -42,7 +42,8 @@ RAM_DIR = os.environ.get("RAM_DIR", "/dev/shm")  # a tmpfs for the seq_warm_ram 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", str(HERE / "results")))
 VENV_BIN = Path(sys.executable).parent
 # the mount's workload groups (one mount each) and their rows; WORKLOADS=reads,metadata runs only those
-GROUPS = {"reads": ["seq_cold", "seq_warm", "seq_warm_remount", "seq_warm_ram", "rss"], "random": ["rand4k"],
+GROUPS = {"reads": ["seq_cold", "seq_warm", "seq_warm_remount", "seq_warm_ram", "rss"],
+          "random": ["rand4k", "rand4k_warm"],
           "metadata": ["ls", "find", "small_read", "small_create", "small_readback", "write_default", "close_default"],
           "streaming": ["write_stream", "close_stream"], "rename": ["rename"]}
 CHOSEN = [name for name in os.environ.get("WORKLOADS", ",".join(GROUPS)).split(",") if name in GROUPS]
@@ -85,6 +86,8 @@ def make_rows(sizes: Sizes) -> dict[str, Row]:
         Row("seq_warm_remount", "seq read, warm after remount", "MB/s", direct_label="GET, one stream"),
         Row("seq_warm_ram", "seq read, warm, block cache on tmpfs", "MB/s", direct_label="GET, one stream"),
         Row("rand4k", f"random 4 KiB reads, {s.rand_secs} s, cold cache", "IOPS",
+            direct_label="4 KiB ranged GETs, one at a time"),
+        Row("rand4k_warm", "  the same, file in the block cache", "IOPS",
             direct_label="4 KiB ranged GETs, one at a time"),
         Row("ls", f"ls -l on {s.n_ls} keys", "s", True, "ListObjectsV2 with delimiter"),
         Row("find", f"find over {s.n_dirs} dirs x {s.n_per_dir} files", "s", True, "ListObjectsV2 of the prefix"),
@@ -426,6 +429,7 @@ class Bench:
                     row.direct = (await direct.get_single(client, SIZES))[0]
             for key in ("seq_warm", "seq_warm_remount", "seq_warm_ram"):
                 self.rows[key].direct = self.rows["seq_cold"].direct
+            self.rows["rand4k_warm"].direct = self.rows["rand4k"].direct
 
         asyncio.run(run())
         self.checker(lambda c: direct.delete_prefix(c, direct.DIRECT))
@@ -556,6 +560,12 @@ class Bench:
         def random_reads() -> None:
             self.mount.mount(empty_cache=True)
             self.fs_step("rand4k", "randread")
+            filled = run_workload("seqread", self.mount.point, self.mount.abort)  # the whole file into the cache
+            drop_caches()
+            if "error" in filled:
+                self.rows["rand4k_warm"].s3fuse_error = f"filling the cache: {filled['error']}"
+            else:
+                self.fs_step("rand4k_warm", "randread")
 
         def metadata() -> None:
             self.mount.mount()
