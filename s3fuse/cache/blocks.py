@@ -175,11 +175,12 @@ class BlockCache:
         return self.disk.has(holder) and await self.disk.get_piece(holder, index // unit, into)
 
     def store_on_disk(self, bkey: BlockKey, data: memoryview) -> None:
-        """Every fetched block goes to the disk tier, DISK_WRITERS at a time; while the backlog of blocks waiting
-        for the disk is over its byte limit (a disk slower than the network), a block is served but not kept."""
+        """Every fetched block goes to the disk tier, DISK_WRITERS at a time. A disk that falls behind first
+        holds prefetching back (see `prefetch`); only blocks readers still fetch on demand beyond twice the
+        backlog limit (a disk much slower than the network) are served but not kept."""
         if self.nursery is None or self.disk is None:
             return
-        if self.disk_backlog + len(data) > self.disk_backlog_limit:
+        if self.disk_backlog + len(data) > 2 * self.disk_backlog_limit:
             log.debug("disk tier behind by %d bytes: block %s not cached on disk", self.disk_backlog, bkey[1:])
             return
         if not self.disk_backlog:
@@ -204,8 +205,10 @@ class BlockCache:
 
     def prefetch(self, version: Version, numbers: range) -> None:
         """Start fetching blocks in the background; errors surface when a reader reaches the block. Blocks in
-        flight are bounded in bytes across all readers (a block a reader waits for is always fetched)."""
-        if self.nursery is None:
+        flight are bounded in bytes across all readers (a block a reader waits for is always fetched), and
+        nothing is fetched ahead while the disk tier is behind, so a brief disk stall costs speed, not blocks
+        missing from the cache."""
+        if self.nursery is None or self.disk_backlog >= self.disk_backlog_limit:
             return
         for number in numbers:
             if number >= self.block_count(version.size) or self.in_flight_bytes() >= IN_FLIGHT_BYTES:

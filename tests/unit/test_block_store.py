@@ -232,3 +232,37 @@ def test_random_reads_fetch_pieces_and_keep_them(tmp_path: Path) -> None:
             assert bytes(await cache.read_small(version, offset, length)) == data[offset:offset + length]
         assert server.ranges == [(0, PIECE), (PIECE, 2 * PIECE), (3 * BLOCK, 3 * BLOCK + 5)]
     trio.run(main)
+
+
+class GatedDisk(DiskCache):
+    """A disk tier whose writes wait until `gate` opens: a disk that has fallen behind."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(directory, 1 << 30)
+        self.gate = trio.Event()
+
+    async def put(self, key: Any, data: memoryview) -> None:
+        await self.gate.wait()
+        await super().put(key, data)
+
+
+def test_a_disk_that_falls_behind_holds_prefetching_back_and_loses_no_block(tmp_path: Path) -> None:
+    server = ObjectServer(os.urandom(12 * BLOCK))
+    version = Version(cast(Any, server), "big", "etag", 12 * BLOCK)
+    disk = GatedDisk(str(tmp_path / "cache"))
+
+    async def main() -> None:
+        cache = BlockCache(BLOCK, 4 * BLOCK, disk)  # the disk may fall 2 blocks behind before prefetching waits
+        async with trio.open_nursery() as nursery:
+            cache.nursery = nursery
+            for number in range(3):
+                await cache.block(version, number)
+            await trio.testing.wait_all_tasks_blocked()
+            cache.prefetch(version, range(3, 12))
+            assert not cache.fetching  # 3 blocks wait for the disk: nothing is fetched ahead
+            disk.gate.set()
+            await cache.finish_disk_writes(10)
+            cache.prefetch(version, range(3, 6))
+            assert len(cache.fetching) == 3  # caught up: reading ahead again
+        assert all(disk.has(version.block_key(BLOCK, number)) for number in range(3))  # none skipped
+    trio.run(main)
