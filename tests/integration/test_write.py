@@ -255,3 +255,57 @@ def test_created_files_read_back_after_the_kernel_forgets_them(mounted: Mounted)
         path = mounted.path / "d" / f"f{n}"
         assert os.stat(path).st_size == len(b"hello world %d\n" % n)
         assert path.read_bytes() == b"hello world %d\n" % n
+
+
+def drop_page_cache() -> None:
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+
+
+def test_unlinking_an_open_file_truncated_to_zero_deletes_its_object(mounted: Mounted) -> None:
+    path = mounted.path / "gone.txt"
+    path.write_bytes(b"hello")
+    fd = os.open(path, os.O_RDWR | os.O_TRUNC)
+    os.unlink(path)
+    os.close(fd)
+    assert "gone.txt" not in s3_keys(mounted)  # it came back after a remount
+
+
+def test_renamed_multipart_objects_read_back_alone_and_in_a_directory(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.multipart.upload.threshold=5MB",
+                            "alluxio.underfs.s3.streaming.upload.partition.size=5MB")
+    data = random.Random(12).randbytes(11 * MiB)
+    (mounted.path / "d").mkdir()
+    for path in (mounted.path / "multi.bin", mounted.path / "d" / "multi.bin"):
+        path.write_bytes(data)
+    etag = mounted.client().head_object(Bucket=mounted.bucket, Key="multi.bin")["ETag"]
+    assert "-" in etag  # a multipart ETag, which a copy does not keep
+    os.rename(mounted.path / "multi.bin", mounted.path / "moved.bin")
+    os.rename(mounted.path / "d", mounted.path / "e")
+    drop_page_cache()
+    assert (mounted.path / "moved.bin").read_bytes() == data  # was ESTALE: GETs asked for the old ETag
+    assert (mounted.path / "e" / "multi.bin").read_bytes() == data
+
+
+def test_a_directory_renamed_under_an_open_file_takes_its_pending_bytes(mounted: Mounted) -> None:
+    (mounted.path / "d").mkdir()
+    (mounted.path / "d" / "f").write_bytes(b"old!")
+    fd = os.open(mounted.path / "d" / "f", os.O_RDWR)
+    os.pwrite(fd, b"NEW!", 0)
+    os.rename(mounted.path / "d", mounted.path / "e")
+    os.pwrite(fd, b"?", 4)
+    os.close(fd)
+    assert s3_bytes(mounted, "e/f") == b"NEW!?"
+    assert not [key for key in s3_keys(mounted) if key.startswith("d/")]  # the old directory stays gone
+
+
+def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    client = mounted.client()
+    client.put_object(Bucket=mounted.bucket, Key="often.txt", Body=b"old")
+    assert (mounted.path / "often.txt").read_bytes() == b"old"
+    client.put_object(Bucket=mounted.bucket, Key="often.txt", Body=b"new!")
+    seen = []
+    for _ in range(10):  # an open and close every 0.3 s, for three TTLs
+        seen.append((mounted.path / "often.txt").read_bytes())
+        time.sleep(0.3)
+    assert seen[-1] == b"new!"
