@@ -393,6 +393,13 @@ class InodeTable:
             listing.entries[name] = Entry(name, False, inode.size, inode.etag,
                                           datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
 
+    def settled(self, inode: Inode) -> None:
+        """Our change of a file reached S3: its attributes, held as ours while it was written, are trusted for
+        one TTL from now like any other (not extended at each close: a file reopened more often than the TTL
+        would never see another writer's change)."""
+        if inode.expires == float("inf") and inode.ino != ROOT_INO:
+            inode.expires = self.now() + self.ttl
+
     def cached_entry(self, path: str) -> Entry | None:
         listing = self.listings.get(parent_of(path))
         return listing.entries.get(path.rpartition("/")[2]) if listing is not None else None

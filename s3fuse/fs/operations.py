@@ -228,7 +228,9 @@ class Operations(pyfuse3.Operations):
                 await file.commit()
         finally:
             await self.files.close(file)
-            self.table.saved(node)
+            if not file.dirty:
+                self.table.saved(node)
+                self.table.settled(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -425,8 +427,8 @@ class Operations(pyfuse3.Operations):
         await self.files.close(handle.file)
         if not handle.file.dirty:  # another handle may be rewriting it: S3 does not hold that size yet
             self.table.saved(handle.file.inode)
+            self.table.settled(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)
-        handle.file.inode.expires = self.table.now() + self.table.ttl
 
     # -- namespace -------------------------------------------------------------------------------------------
 
