@@ -489,13 +489,13 @@ class Operations(pyfuse3.Operations):
                 await self.detach(target)
         old_key, new_key = self.table.key(source.path), self.table.key(new_path)
         if source.is_dir:
-            await changes.rename_dir(mount.client, mount.config, self.table.dir_prefix(source.path),
-                                     self.table.dir_prefix(new_path))
+            etags = await self.rename_dir(mount, source.path, new_path)
         else:
-            await self.rename_file(mount, source, new_key)
+            etags = {new_key: await self.rename_file(mount, source, new_key)}
         self.overlay_of(source.path).rename(old_key, new_key)
         self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
+        self.take_copies_etags(new_path, etags)
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
@@ -509,14 +509,48 @@ class Operations(pyfuse3.Operations):
                 return None
             raise
 
-    async def rename_file(self, mount: Mount, source: Inode, new_key: str) -> None:
-        """An open file moves with its handles: pending bytes are uploaded first, later ones go to the new key."""
+    async def rename_file(self, mount: Mount, source: Inode, new_key: str) -> str:
+        """An open file moves with its handles: pending bytes are uploaded first, later ones go to the new key.
+        The moved object's ETag."""
         file = self.files.get(source.ino)
         if file is not None:
             async with file.lock:
                 await file.commit()
                 file.key = new_key
-        await changes.rename_file(mount.client, mount.config, self.table.key(source.path), new_key, source.size)
+        return await changes.rename_file(mount.client, mount.config, self.table.key(source.path), new_key,
+                                         source.size)
+
+    async def rename_dir(self, mount: Mount, old_path: str, new_path: str) -> dict[str, str]:
+        """Files open below the directory move with it, as a renamed file does: pending bytes are uploaded
+        first (or they would land under the old name), later ones go to the new keys. The copies' ETags."""
+        old_prefix, new_prefix = self.table.dir_prefix(old_path), self.table.dir_prefix(new_path)
+        below = [file for file in self.files.files.values()
+                 if file.key.startswith(old_prefix) and file.client is mount.client and not file.unlinked]
+        for file in below:
+            async with file.lock:
+                await file.commit()
+        etags = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
+        for file in below:
+            file.key = new_prefix + file.key[len(old_prefix):]
+        return etags
+
+    def take_copies_etags(self, new_path: str, etags: dict[str, str]) -> None:
+        """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the moved
+        inodes, their open files and listings take the copies' ETags, or their GETs would ask S3 for the old
+        one (412: ESTALE)."""
+        below = new_path + "/"
+        for path, ino in list(self.table.by_path.items()):
+            inode = self.table.by_ino[ino]
+            etag = etags.get(self.table.key(path), "") if path == new_path or path.startswith(below) else ""
+            if not etag or not inode.etag or etag == inode.etag:
+                continue
+            file = self.files.get(ino)
+            if file is not None and file.base_etag == inode.etag:
+                file.base_etag = etag
+            if inode.page_cache_etag == inode.etag:
+                inode.page_cache_etag = etag  # the same bytes: the kernel's pages stay good
+            inode.etag = etag
+            self.table.saved(inode)
 
     # -- symlinks and links ----------------------------------------------------------------------------------
 

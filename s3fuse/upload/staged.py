@@ -68,11 +68,10 @@ async def abort_quietly(client: S3Client, key: str, upload_id: str) -> None:
 
 
 async def copy_object(client: S3Client, source: str, target: str, size: int, part_size: int,
-                      threads: int) -> None:
-    """Server-side copy; objects over 5 GiB are copied part by part (UploadPartCopy)."""
+                      threads: int) -> str:
+    """Server-side copy, and the copy's ETag; objects over 5 GiB are copied part by part (UploadPartCopy)."""
     if size <= 5 << 30:
-        await client.copy(source, target)
-        return
+        return await client.copy(source, target)
     part = part_size_for(size, max(part_size, 512 << 20))
     upload_id = await client.create_multipart(target)
     try:
@@ -81,7 +80,7 @@ async def copy_object(client: S3Client, source: str, target: str, size: int, par
             return await client.copy_part(source, target, upload_id, number, start, min(size, start + part))
 
         etags = await bounded_map(copy_part, range(1, -(-size // part) + 1), threads)
-        await client.complete_multipart(target, upload_id, etags)
+        return await client.complete_multipart(target, upload_id, etags)
     except BaseException:
         with trio.CancelScope(shield=True):
             await abort_quietly(client, target, upload_id)
