@@ -382,13 +382,13 @@ class Operations(pyfuse3.Operations):
         keeps failing with ESTALE (the kernel holds the old size for its inode and the bytes it already read),
         but the table learns the new version now and the kernel forgets the name, so the next open looks it up
         and reads the new one, instead of every open failing until the metadata TTL ran out."""
-        if file.inode.etag != file.base_etag:
-            return  # learned at an earlier read of this open
-        node = await self.table.refresh(file.inode, now=True)
-        node.page_cache_etag = ""
+        node = file.inode
+        if node.etag == file.base_etag:  # not learned yet (from an earlier read, or a listing): ask S3
+            node = await self.table.refresh(node, now=True)
+            node.page_cache_etag = ""
+            log.warning("%s was replaced in S3 while open (its metadata was cached): this open fails with "
+                        "ESTALE; open it again to read the new version", node.path)
         parent = self.table.known(parent_of(node.path))
-        log.warning("%s was replaced in S3 while open (its metadata was cached): this open fails with ESTALE; "
-                    "open it again to read the new version", node.path)
         if parent is not None:
             name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")
             with contextlib.suppress(OSError):  # the kernel may have dropped the name already
