@@ -102,12 +102,8 @@ class BlockCache:
         """The whole block `number` of the object (shorter at the end of the object)."""
         return await self._unit(version, version.block_key(self.block_size, number))
 
-    async def piece(self, version: Version, number: int) -> memoryview:
-        """PIECE bytes of the object from number * PIECE (shorter at its end): what a random read fetches, kept
-        in both tiers like a block."""
-        return await self._unit(version, version.block_key(PIECE, number))
-
     async def _unit(self, version: Version, bkey: BlockKey) -> memoryview:
+        """A block, or a piece (PIECE bytes: what a random read fetches, kept in both tiers like a block)."""
         data = self.cached(bkey)
         if data is not None:
             self.hits += 1
