@@ -495,7 +495,7 @@ class Operations(pyfuse3.Operations):
         self.overlay_of(source.path).rename(old_key, new_key)
         self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
-        self.take_copies_etags(new_path, etags)
+        self.take_copies_etags(new_path, source.is_dir, etags)
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
@@ -534,14 +534,16 @@ class Operations(pyfuse3.Operations):
             file.key = new_prefix + file.key[len(old_prefix):]
         return etags
 
-    def take_copies_etags(self, new_path: str, etags: dict[str, str]) -> None:
+    def take_copies_etags(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> None:
         """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the moved
         inodes, their open files and listings take the copies' ETags, or their GETs would ask S3 for the old
         one (412: ESTALE)."""
         below = new_path + "/"
-        for path, ino in list(self.table.by_path.items()):
+        moved = [(path, ino) for path, ino in self.table.by_path.items() if path.startswith(below)] if is_dir \
+            else [(new_path, self.table.by_path[new_path])] if new_path in self.table.by_path else []
+        for path, ino in moved:
             inode = self.table.by_ino[ino]
-            etag = etags.get(self.table.key(path), "") if path == new_path or path.startswith(below) else ""
+            etag = etags.get(self.table.key(path), "")
             if not etag or not inode.etag or etag == inode.etag:
                 continue
             file = self.files.get(ino)
