@@ -60,8 +60,9 @@ def write_file(path: str, view: memoryview) -> None:
         writer.write(view)
 
 
-def read_file(path: str, into: memoryview) -> int:
-    """Up to len(into) bytes of the file at `path` into `into` (the file's length if shorter)."""
+def read_file(path: str, into: memoryview, offset: int = 0) -> int:
+    """Up to len(into) bytes of the file at `path` from `offset` into `into` (fewer where the file ends): one
+    O_DIRECT read when `into` allows it (`offset` is then a multiple of DIRECT_ALIGN, as PIECE is)."""
     padded = aligned(into)
     if padded is not None:
         try:
@@ -70,10 +71,11 @@ def read_file(path: str, into: memoryview) -> int:
             pass
         else:
             try:
-                return min(os.preadv(handle, [padded], 0), len(into))
+                return min(os.preadv(handle, [padded], offset), len(into))
             finally:
                 os.close(handle)
     with open(path, "rb") as reader:
+        reader.seek(offset)
         return reader.readinto(into)
 
 
@@ -107,53 +109,35 @@ class DiskCache:
 
     async def get(self, key: Any, into: memoryview) -> bool:
         """Whether the block was cached, whole and intact; its bytes are then in `into`."""
-        return await trio.to_thread.run_sync(self._get, key, into)
+        return await trio.to_thread.run_sync(self._get, key, into, 0)
 
-    def _get(self, key: Any, into: memoryview) -> bool:
+    async def get_piece(self, key: Any, index: int, into: memoryview) -> bool:
+        """Piece `index` of a cached block (len(into) bytes from index * PIECE), checked on its own: a random
+        read of a cached block reads and checks PIECE bytes of disk, not the block."""
+        return await trio.to_thread.run_sync(self._get, key, into, index * PIECE)
+
+    def _get(self, key: Any, into: memoryview, start: int) -> bool:
+        """len(into) bytes of the entry from `start` (a multiple of PIECE), checked against the checksums of the
+        pieces they cover."""
         try:
             found = self.cache.get(key, read=True, tag=True)
             if found[0] is None:
                 return False
             stored, stored_checksums = found
             if isinstance(stored, bytes):  # a small block, kept in the index itself
-                length = len(stored)
-                if length == len(into):
-                    into[:] = stored
+                part = stored[start:start + len(into)]
+                into[:len(part)] = part
+                length = len(part)
             else:
                 with stored:
-                    length = read_file(stored.name, into)
+                    length = read_file(stored.name, into, start)
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
             return False
-        if length != len(into) or checksums(into) != stored_checksums:
-            return self._corrupt(key)
-        return True
-
-    async def get_piece(self, key: Any, index: int, into: memoryview) -> bool:
-        """Piece `index` of a cached block (len(into) bytes from index * PIECE), checked on its own: a random
-        read of a cached block reads and checks PIECE bytes of disk, not the block."""
-        return await trio.to_thread.run_sync(self._get_piece, key, index, into)
-
-    def _get_piece(self, key: Any, index: int, into: memoryview) -> bool:
-        start = index * PIECE
-        try:
-            found = self.cache.get(key, read=True, tag=True)
-            if found[0] is None:
-                return False
-            stored, stored_checksums = found
-            if isinstance(stored, bytes):
-                piece = stored[start:start + len(into)]
-                into[:len(piece)] = piece
-                length = len(piece)
-            else:
-                with stored:
-                    length = os.preadv(stored.fileno(), [into], start)
-        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
-            log.warning("disk cache read of %s failed (%s); fetching from S3", key[1:], exc)
-            return False
-        expected = stored_checksums[index * DIGEST:(index + 1) * DIGEST] if isinstance(stored_checksums, bytes) \
-            else None
-        if length != len(into) or xxhash.xxh3_64_digest(into) != expected:
+        expected = checksums(into)
+        first = start // PIECE * DIGEST
+        if length != len(into) or not isinstance(stored_checksums, bytes) \
+                or stored_checksums[first:first + len(expected)] != expected:
             return self._corrupt(key)
         return True
 
