@@ -441,7 +441,7 @@ class Operations(pyfuse3.Operations):
         mount = self.changing(inode.path)
         key = self.table.key(inode.path)
         file = await self.detach(inode)
-        if file is None or file.base_etag or inode.etag:  # not a new file S3 never held (truncated or not)
+        if file is None or inode.etag:  # not a new file S3 never held (an open file truncated to 0 still is)
             await mount.client.delete(key)
         self.overlay_of(inode.path).delete(key)
         self.table.removed(inode.path)
