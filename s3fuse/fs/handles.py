@@ -13,6 +13,7 @@ import mimetypes
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -20,7 +21,7 @@ import trio
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
-from s3fuse.fs.inodes import Inode
+from s3fuse.fs.inodes import Inode, Retag
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
@@ -359,6 +360,22 @@ class OpenFiles:
             file.base_etag, file.size = inode.etag, inode.size
         file.handles += 1
         return file
+
+    async def commit_below(self, client: S3Client, prefix: str) -> list[OpenFile]:
+        """The open files under `prefix` (a directory about to be renamed), their pending bytes uploaded first."""
+        below = [file for file in self.files.values()
+                 if file.key.startswith(prefix) and file.client is client and not file.unlinked]
+        for file in below:
+            async with file.lock:
+                await file.commit()
+        return below
+
+    def retag(self, changed: Sequence[Retag]) -> None:
+        """Open files whose object our own copy gave another ETag (the same bytes) read on under it."""
+        for ino, old, new in changed:
+            file = self.files.get(ino)
+            if file is not None and file.base_etag == old:
+                file.base_etag = new
 
     async def close(self, file: OpenFile) -> None:
         """One handle fewer; after the last, upload what no flush did (errors can only be logged here)."""

@@ -29,6 +29,7 @@ ROOT_INO = 1
 # once); a recursive page costs the server by the key (RGW: 0.2 s for 1,000), the delimiter page tried next
 # does not
 PROBE_KEYS = 200
+Retag = tuple[int, str, str]  # an inode whose object our copy gave another ETag: number, old ETag, new one
 RECURSIVE_LIMIT = 5000  # keys below subdirectories a recursive listing may read before it gives up
 
 
@@ -392,6 +393,25 @@ class InodeTable:
         if listing is not None and name in listing.entries:
             listing.entries[name] = Entry(name, False, inode.size, inode.etag,
                                           datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
+
+    def took_copies(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> tuple[Retag, ...]:
+        """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the inodes
+        moved to `new_path` (and below it, for a directory) and their listing entries take the copies' ETags
+        (`etags` by key). The inodes whose ETag changed: (number, old ETag, new ETag)."""
+        below = new_path + "/"
+        moved = [(path, ino) for path, ino in self.by_path.items() if path.startswith(below)] if is_dir \
+            else [(new_path, self.by_path[new_path])] if new_path in self.by_path else []
+        changed: list[Retag] = []
+        for path, ino in moved:
+            inode = self.by_ino[ino]
+            etag = etags.get(self.key(path), "")
+            if etag and inode.etag and etag != inode.etag:
+                changed.append((ino, inode.etag, etag))
+                if inode.page_cache_etag == inode.etag:
+                    inode.page_cache_etag = etag  # the same bytes: the kernel's pages stay good
+                inode.etag = etag
+                self.saved(inode)
+        return tuple(changed)
 
     def settled(self, inode: Inode) -> None:
         """Our change of a file reached S3: its attributes, held as ours while it was written, are trusted for

@@ -495,7 +495,7 @@ class Operations(pyfuse3.Operations):
         self.overlay_of(source.path).rename(old_key, new_key)
         self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
-        self.take_copies_etags(new_path, source.is_dir, etags)
+        self.files.retag(self.table.took_copies(new_path, source.is_dir, etags))
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
@@ -524,35 +524,11 @@ class Operations(pyfuse3.Operations):
         """Files open below the directory move with it, as a renamed file does: pending bytes are uploaded
         first (or they would land under the old name), later ones go to the new keys. The copies' ETags."""
         old_prefix, new_prefix = self.table.dir_prefix(old_path), self.table.dir_prefix(new_path)
-        below = [file for file in self.files.files.values()
-                 if file.key.startswith(old_prefix) and file.client is mount.client and not file.unlinked]
-        for file in below:
-            async with file.lock:
-                await file.commit()
+        below = await self.files.commit_below(mount.client, old_prefix)
         etags = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
         for file in below:
             file.key = new_prefix + file.key[len(old_prefix):]
         return etags
-
-    def take_copies_etags(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> None:
-        """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the moved
-        inodes, their open files and listings take the copies' ETags, or their GETs would ask S3 for the old
-        one (412: ESTALE)."""
-        below = new_path + "/"
-        moved = [(path, ino) for path, ino in self.table.by_path.items() if path.startswith(below)] if is_dir \
-            else [(new_path, self.table.by_path[new_path])] if new_path in self.table.by_path else []
-        for path, ino in moved:
-            inode = self.table.by_ino[ino]
-            etag = etags.get(self.table.key(path), "")
-            if not etag or not inode.etag or etag == inode.etag:
-                continue
-            file = self.files.get(ino)
-            if file is not None and file.base_etag == inode.etag:
-                file.base_etag = etag
-            if inode.page_cache_etag == inode.etag:
-                inode.page_cache_etag = etag  # the same bytes: the kernel's pages stay good
-            inode.etag = etag
-            self.table.saved(inode)
 
     # -- symlinks and links ----------------------------------------------------------------------------------
 
