@@ -201,3 +201,36 @@ def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_fac
     assert "replaced in S3 while open" in mounted.log_text()
     assert path.read_bytes() == b"new, and longer\n"  # the next open reads the new one, within the TTL
     assert path.stat().st_size == 16
+
+
+def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_factory: MountFactory,
+                                                                      s3_server: LocalS3, bucket: str) -> None:
+    data = random.Random(12).randbytes(6 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="cached.bin", Body=data)
+    client.put_object(Bucket=bucket, Key="uncached.bin", Body=data)
+    offsets = random.Random(13).sample(range(MiB // 4096, len(data) // 4096), 20)
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        endpoint = f"alluxio.underfs.s3.endpoint={proxy.endpoint}"
+        first = mount_factory(endpoint, SMALL_BLOCKS)
+        assert (first.path / "cached.bin").read_bytes() == data
+        assert first.unmount() == 0
+        again = mount_factory(endpoint, SMALL_BLOCKS, cache_of=first)  # blocks on disk, none in memory
+
+        def read_at_random(name: str) -> None:
+            drop_page_cache()
+            fd = os.open(again.path / name, os.O_RDONLY)
+            try:
+                for page in offsets:
+                    assert os.pread(fd, 4096, page * 4096) == data[page * 4096:page * 4096 + 4096]
+            finally:
+                os.close(fd)
+
+        proxy.reset()
+        read_at_random("cached.bin")
+        assert proxy.count("GetObject") == 0  # pieces read out of the blocks on disk
+        read_at_random("uncached.bin")
+        fetched = proxy.count("GetObject")
+        assert fetched > 0
+        read_at_random("uncached.bin")
+        assert proxy.count("GetObject") == fetched  # the pieces fetched the first time were kept
