@@ -22,6 +22,7 @@ from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode, Retag
+from s3fuse.fs.listing import Entry
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
@@ -305,7 +306,7 @@ class FileHandle:
 @dataclass
 class DirHandle:
     directory: Inode
-    names: list[tuple[str, bool]]
+    entries: list[Entry]  # by name
 
 
 @dataclass

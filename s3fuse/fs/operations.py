@@ -260,17 +260,17 @@ class Operations(pyfuse3.Operations):
         if not directory.is_dir:
             raise OSError(errno.ENOTDIR, directory.path)
         entries = await self.table.list(directory)
-        names = sorted((name, entry.is_dir) for name, entry in entries.items())
-        return self.handles.add(DirHandle(directory, names))
+        return self.handles.add(DirHandle(directory, sorted(entries.values(), key=lambda entry: entry.name)))
 
     @errno_boundary
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.handles.directory(fh)
-        for index in range(start_id, len(handle.names)):
-            name, is_dir = handle.names[index]
-            path = join(handle.directory.path, name)
-            inode = self.table.known(path) or self.table.remember(path, None, is_dir)
-            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode), index + 1):
+        for index in range(start_id, len(handle.entries)):
+            entry = handle.entries[index]
+            path = join(handle.directory.path, entry.name)
+            # an inode the kernel forgot since the listing was made comes back with the listing's attributes
+            inode = self.table.known(path) or self.table.remember(path, entry, entry.is_dir)
+            if not pyfuse3.readdir_reply(token, entry.name.encode("utf-8"), self.attributes(inode), index + 1):
                 return
             inode.lookups += 1
 

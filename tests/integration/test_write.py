@@ -257,6 +257,18 @@ def test_created_files_read_back_after_the_kernel_forgets_them(mounted: Mounted)
         assert path.read_bytes() == b"hello world %d\n" % n
 
 
+def test_listed_files_keep_their_sizes_after_the_kernel_forgets_them(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    sizes = {f"f{n}": n + 1 for n in range(20)}
+    for name, size in sizes.items():
+        (mounted.path / "d" / name).write_bytes(b"x" * size)
+    assert sorted(os.listdir(mounted.path / "d")) == sorted(sizes)  # the listing is cached now
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets its inodes and dentries
+    # the listing, still within its TTL, answers readdir: the inodes it brings back carry its sizes
+    assert {entry.name: entry.stat().st_size for entry in os.scandir(mounted.path / "d")} == sizes
+    assert {name: os.stat(mounted.path / "d" / name).st_size for name in sizes} == sizes
+
+
 def drop_page_cache() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("1")  # the page cache only
 
