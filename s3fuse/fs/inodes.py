@@ -7,12 +7,14 @@ the mount lives, even after the kernel forgot it; a rename moves the number with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,6 +92,11 @@ class InodeTable:
         self.negative: dict[str, float] = {}
         self.large: dict[str, float] = {}  # directories too large to list for one lookup, until when
         self.pinned: dict[int, int] = {}  # ino -> open handles, which keep an inode after the kernel forgets it
+        # Our own changes while listings are on their way: a LIST answered before a change and stored after it
+        # must not bring back the old entry (or lose a new one). path -> (change number, entry; None: gone)
+        self.changes: dict[str, tuple[int, Entry | None]] = {}
+        self.change_number = 0
+        self.listings_in_flight = 0
         self.mounted_ns = time.time_ns()  # directories have no mtime in S3: they show the mount's start
         root = Inode(ROOT_INO, "", True, expires=float("inf"), mtime_ns=self.mounted_ns)
         self._add(root)
@@ -206,7 +213,27 @@ class InodeTable:
         assert listing is not None
         return listing.entries
 
+    @contextlib.contextmanager
+    def listing_in_flight(self) -> Iterator[int]:
+        """Around a LIST: yields the change number it starts at; our changes are kept while any is in flight."""
+        self.listings_in_flight += 1
+        try:
+            yield self.change_number
+        finally:
+            self.listings_in_flight -= 1
+            if not self.listings_in_flight:
+                self.changes.clear()
+
+    def note_change(self, path: str, entry: Entry | None) -> None:
+        self.change_number += 1
+        if self.listings_in_flight:
+            self.changes[path] = (self.change_number, entry)
+
     async def load(self, path: str, max_pages: int | None, page_keys: int = 1000) -> Listing | None:
+        with self.listing_in_flight() as started:
+            return await self._load(path, max_pages, page_keys, started)
+
+    async def _load(self, path: str, max_pages: int | None, page_keys: int, started: int) -> Listing | None:
         """List a directory from S3. A recursive listing comes first: while the keys below subdirectories stay
         few, one pass fills the listings of the whole subtree (a `find` then costs a few LISTs, not one per
         directory); past that it starts over with the delimiter. None when `max_pages` did not suffice."""
@@ -224,17 +251,21 @@ class InodeTable:
             if page.next_token is None:
                 break
             if below > RECURSIVE_LIMIT:
-                return await self.load_flat(path, None if max_pages is None else max_pages - pages)
+                return await self._load_flat(path, None if max_pages is None else max_pages - pages, started)
             token = page.next_token
         levels = tree_entries(prefix, objects)
         mount = self.namespace.mount_of(path)
         for relative, entries in levels.items():
             directory = join(path, relative) if relative else path
             if self.namespace.mount_of(directory) is mount:  # keys under a nested mount point are hidden by it
-                self.store_listing(directory, merge(entries))
+                self.store_listing(directory, merge(entries), started)
         return self.listings[path]
 
     async def load_flat(self, path: str, max_pages: int | None) -> Listing | None:
+        with self.listing_in_flight() as started:
+            return await self._load_flat(path, max_pages, started)
+
+    async def _load_flat(self, path: str, max_pages: int | None, started: int) -> Listing | None:
         collected: list[Entry] = []
         pages = 0
         async for page in list_directory(self.client(path), self.dir_prefix(path)):
@@ -242,11 +273,19 @@ class InodeTable:
             collected += page
             if max_pages is not None and pages > max_pages:
                 return None
-        return self.store_listing(path, merge(collected))
+        return self.store_listing(path, merge(collected), started)
 
-    def store_listing(self, path: str, entries: dict[str, Entry]) -> Listing:
-        """Cache a fresh listing; files still being written here (not yet in S3) stay in it, and nested mount
-        points show as the directories they are."""
+    def store_listing(self, path: str, entries: dict[str, Entry], started: int) -> Listing:
+        """Cache a fresh listing (of a LIST begun at change number `started`); our changes made since then win,
+        files still being written here (not yet in S3) stay in it, and nested mount points show as the
+        directories they are."""
+        for changed, (number, entry) in self.changes.items():
+            if number > started and parent_of(changed) == path and changed:
+                name = changed.rpartition("/")[2]
+                if entry is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = entry
         for name in self.namespace.points_in(path):
             entries[name] = Entry(name, True)
         for ino in self.pinned:
@@ -390,9 +429,10 @@ class InodeTable:
         forgot the inode would bring back the size the file had when it was created."""
         listing = self.listings.get(parent_of(inode.path))
         name = inode.path.rpartition("/")[2]
+        entry = Entry(name, False, inode.size, inode.etag, datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
+        self.note_change(inode.path, entry)
         if listing is not None and name in listing.entries:
-            listing.entries[name] = Entry(name, False, inode.size, inode.etag,
-                                          datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
+            listing.entries[name] = entry
 
     def took_copies(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> tuple[Retag, ...]:
         """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the inodes
@@ -439,6 +479,7 @@ class InodeTable:
 
     def forget_path(self, path: str) -> None:
         """Drop a path from its parent's listing (it no longer exists); its inode stays for open handles."""
+        self.note_change(path, None)
         listing = self.listings.get(parent_of(path))
         if listing is not None:
             listing.entries.pop(path.rpartition("/")[2], None)
@@ -446,6 +487,7 @@ class InodeTable:
     def added(self, path: str, entry: Entry) -> None:
         """Record a child we created, so a cached listing of the parent stays complete."""
         self.negative.pop(path, None)
+        self.note_change(path, entry)
         listing = self.listings.get(parent_of(path))
         if listing is not None:
             listing.entries[entry.name] = entry

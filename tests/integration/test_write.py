@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mounted, MountFactory
-from tests.support.proxy import Request
+from tests.support.proxy import Mangle, Request
 
 MiB = 1 << 20
 
@@ -267,6 +267,36 @@ def test_listed_files_keep_their_sizes_after_the_kernel_forgets_them(mounted: Mo
     # the listing, still within its TTL, answers readdir: the inodes it brings back carry its sizes
     assert {entry.name: entry.stat().st_size for entry in os.scandir(mounted.path / "d")} == sizes
     assert {name: os.stat(mounted.path / "d" / name).st_size for name in sizes} == sizes
+
+
+def test_a_listing_answered_before_our_changes_does_not_undo_them(mount_factory: MountFactory, s3_server,
+                                                                   bucket) -> None:
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="old.txt", Body=b"old version")
+    client.put_object(Bucket=bucket, Key="gone.txt", Body=b"to be removed")
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    answered = threading.Event()
+
+    def late_first_listing(request: Request) -> Mangle | None:
+        if request.operation == "ListObjectsV2" and not answered.is_set():
+            answered.set()
+            return Mangle("late", 3.0)  # S3's answer predates what the mount does in the next 3 s
+        return None
+
+    mounted.proxy.fault = late_first_listing
+    reader = threading.Thread(target=os.listdir, args=(mounted.path,))  # opendir lists the root
+    reader.start()
+    assert answered.wait(10)
+    # while that answer is on its way: a new file, a rewritten one and a removed one (their lookups list anew)
+    (mounted.path / "new.txt").write_bytes(b"created meanwhile")
+    (mounted.path / "old.txt").write_bytes(b"rewritten meanwhile, longer")
+    os.unlink(mounted.path / "gone.txt")
+    reader.join()
+    sizes = {"new.txt": len(b"created meanwhile"), "old.txt": len(b"rewritten meanwhile, longer")}
+    assert sorted(os.listdir(mounted.path)) == sorted(sizes)
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # forgotten inodes come back from the cached listing
+    assert {entry.name: entry.stat().st_size for entry in os.scandir(mounted.path)} == sizes
 
 
 def drop_page_cache() -> None:

@@ -59,8 +59,9 @@ class Request:
 @dataclass(frozen=True)
 class Mangle:
     """Damage the real answer instead of replacing it: `truncate` sends the headers (full Content-Length) and
-    half the body, then drops the connection; `stall` waits `seconds` before answering; `reset` drops the
-    connection without answering."""
+    half the body, then drops the connection; `stall` waits `seconds` before asking the server; `late` asks at
+    once and delivers the answer `seconds` later (an answer older than changes made meanwhile); `reset` drops
+    the connection without answering."""
 
     kind: str
     seconds: float = 0.0
@@ -136,6 +137,8 @@ def handler_for(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                 connection.request(self.command, path_query, body=body, headers=headers)
                 reply = connection.getresponse()
                 payload = reply.read()
+                if mangle is not None and mangle.kind == "late":
+                    time.sleep(mangle.seconds)
                 self.send_response(reply.status, reply.reason)
                 for name, value in reply.getheaders():
                     if name.lower() not in HOP_HEADERS and name.lower() != "content-length":
