@@ -2,7 +2,8 @@
 directory listings that let `ls -l` answer every lookup without a HEAD per entry.
 
 Inode numbers are derived from the path (a 63-bit hash), so the same path gets the same number for as long as
-the mount lives, even after the kernel forgot it; a rename moves the number with the file.
+the mount lives, even after the kernel forgot it; a rename moves the number with the file, and the table keeps
+the renamed paths' numbers (the last RENAMED_NUMBERS of them) for when the kernel forgets those inodes too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ROOT_INO = 1
 PROBE_KEYS = 200
 Retag = tuple[int, str, str]  # an inode whose object our copy gave another ETag: number, old ETag, new one
 RECURSIVE_LIMIT = 5000  # keys below subdirectories a recursive listing may read before it gives up
+RENAMED_NUMBERS = 100_000  # renamed paths whose inode number is kept (about 150 bytes each)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class InodeTable:
         self.max_listings = max(1, max_listings)
         self.by_ino: dict[int, Inode] = {}
         self.by_path: dict[str, int] = {}
+        self.renamed: OrderedDict[str, int] = OrderedDict()  # path -> the number it brought from its old path
         self.listings: OrderedDict[str, Listing] = OrderedDict()
         self.negative: dict[str, float] = {}
         self.large: dict[str, float] = {}  # directories too large to list for one lookup, until when
@@ -115,11 +118,18 @@ class InodeTable:
     # -- the table -------------------------------------------------------------------------------------------
 
     def _number(self, path: str) -> int:
-        digest = int.from_bytes(hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest())
-        ino = digest & 0x7FFF_FFFF_FFFF_FFFF
+        kept = self.renamed.get(path)
+        if kept is not None and kept not in self.by_ino:
+            return kept
+        ino = self._hashed(path)
         while ino <= ROOT_INO or (ino in self.by_ino and self.by_ino[ino].path != path):
             ino = (ino + 1) & 0x7FFF_FFFF_FFFF_FFFF
         return ino
+
+    @staticmethod
+    def _hashed(path: str) -> int:
+        digest = int.from_bytes(hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest())
+        return digest & 0x7FFF_FFFF_FFFF_FFFF
 
     def _add(self, inode: Inode) -> Inode:
         self.by_ino[inode.ino] = inode
@@ -397,6 +407,7 @@ class InodeTable:
         """`path` is gone. Its inode lives on, detached, while the kernel or a handle still holds it."""
         self.forget_path(path)
         self.listings.pop(path, None)
+        self.renamed.pop(path, None)
         inode = self.known(path)
         if inode is None:
             return
@@ -419,10 +430,20 @@ class InodeTable:
         below = old + "/"
         for moving in [self.by_ino[i] for p, i in self.by_path.items() if p == old or p.startswith(below)]:
             del self.by_path[moving.path]
+            self.renamed.pop(moving.path, None)
             moving.path = new + moving.path[len(old):]
             self.by_path[moving.path] = moving.ino
+            self.renamed[moving.path] = moving.ino
+            self.renamed.move_to_end(moving.path)
         for listed in [p for p in self.listings if p == old or p.startswith(below)]:
+            for name in self.listings[listed].entries:
+                was = join(listed, name)
+                now = new + was[len(old):]
+                if now not in self.by_path:  # forgotten by the kernel: keep the number it was last shown with
+                    self.renamed[now] = self.renamed.pop(was, 0) or self._hashed(was)
             del self.listings[listed]
+        while len(self.renamed) > RENAMED_NUMBERS:
+            self.renamed.popitem(last=False)
 
     def saved(self, inode: Inode) -> None:
         """A file we wrote is in S3 now: its parent's cached listing must say so, or a lookup after the kernel

@@ -109,6 +109,21 @@ def test_rename_directory_moves_every_key(mount_factory: MountFactory) -> None:
     assert not [k for k in moved if k.startswith("src")]
 
 
+def test_renamed_files_keep_their_inode_numbers_after_the_kernel_forgets_them(mounted: Mounted) -> None:
+    os.makedirs(mounted.path / "a" / "sub")
+    (mounted.path / "a" / "sub" / "f").write_bytes(b"in a directory")
+    (mounted.path / "g").write_bytes(b"at the top")
+    before = {name: os.stat(mounted.path / name).st_ino for name in ("a", "a/sub", "a/sub/f", "g")}
+    os.rename(mounted.path / "a", mounted.path / "b")
+    os.rename(mounted.path / "g", mounted.path / "h")
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets its inodes: we are asked anew
+    after = {name: os.stat(mounted.path / name.replace("a", "b").replace("g", "h")).st_ino for name in before}
+    assert after == before
+    with open(mounted.path / "h", "rb"):  # while it is held, a new file at its old name gets its own number
+        (mounted.path / "g").write_bytes(b"a new file at the old name")
+        assert os.stat(mounted.path / "g").st_ino != os.stat(mounted.path / "h").st_ino
+
+
 def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
     os.mkdir(mounted.path / "a")
     (mounted.path / "a" / "f").write_bytes(b"1")
