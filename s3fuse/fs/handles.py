@@ -40,11 +40,15 @@ INLINE_IO = 1 << 20  # smaller local reads/writes run on the loop: a thread hop 
 
 
 class StageFile:
-    """A staged file kept open for the life of its OpenFile (one open(2) per file, not per write)."""
+    """A staged file kept open for the life of its OpenFile (one open(2) per file, not per write). Reads take
+    no lock (they go on while an upload holds the file's), so a close waits for the reads on worker threads:
+    a descriptor closed under them could be reused by another file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR)
+        self.threaded_reads = 0
+        self.closing = False
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         if len(data) < INLINE_IO:
@@ -55,13 +59,20 @@ class StageFile:
     async def read(self, offset: int, length: int) -> bytes:
         if length < INLINE_IO:
             return os.pread(self.fd, length, offset)
-        return await trio.to_thread.run_sync(os.pread, self.fd, length, offset)
+        self.threaded_reads += 1
+        try:
+            return await trio.to_thread.run_sync(os.pread, self.fd, length, offset)
+        finally:
+            self.threaded_reads -= 1
+            if self.closing:
+                self.close()
 
     def truncate(self, length: int) -> None:
         os.ftruncate(self.fd, length)
 
     def close(self) -> None:
-        if self.fd >= 0:
+        self.closing = True
+        if self.fd >= 0 and not self.threaded_reads:
             os.close(self.fd)
             self.fd = -1
 

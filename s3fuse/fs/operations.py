@@ -367,11 +367,12 @@ class Operations(pyfuse3.Operations):
         log.debug("read fh=%d off=%d size=%d", fh, off, size)
         handle = self.handles.file(fh)
         file = handle.file
-        if file.stage is not None or file.streaming is not None:
+        if file.streaming is not None:  # a read of streamed bytes changes how the file is written
             async with file.lock:
                 return await file.read(off, size, handle.prefetcher)
         try:
-            return await file.read(off, size, handle.prefetcher)  # clean: no lock, readers run in parallel
+            # no lock: readers run in parallel, and a staged file reads on while its upload holds the lock
+            return await file.read(off, size, handle.prefetcher)
         except OSError as exc:
             if exc.errno == errno.ESTALE:
                 await self.replaced_under(file)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import random
 import re
@@ -196,6 +197,44 @@ class Stall:
                 self.held += 1
             self.release.wait(120)
         return None
+
+
+def test_a_file_reads_while_its_upload_is_held(mount_factory: MountFactory) -> None:
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    data = random.Random(7).randbytes(3 * MiB + 5)
+    path = mounted.path / "uploading.bin"
+    writer = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    stall = Stall()
+    try:
+        os.write(writer, data)
+        mounted.proxy.fault = stall
+        uploader = threading.Thread(target=os.fsync, args=(writer,))  # the upload holds the file's lock
+        uploader.start()
+        wait_until(lambda: stall.held >= 1, what="the upload starting")
+        got: list[bytes] = []
+
+        def read_past_the_page_cache() -> None:
+            reader = os.open(path, os.O_RDONLY | os.O_DIRECT)
+            buffer = mmap.mmap(-1, 4 * MiB)  # page-aligned, as O_DIRECT wants
+            try:
+                count = os.readv(reader, [buffer])
+                got.append(buffer[:count])
+            finally:
+                os.close(reader)
+                buffer.close()
+
+        reading = threading.Thread(target=read_past_the_page_cache)
+        reading.start()
+        reading.join(30)
+        assert not reading.is_alive(), "a read waited for the upload of its file"
+        assert got == [data]
+        assert not stall.release.is_set()  # it was answered while the upload was still held
+    finally:
+        stall.release.set()
+    uploader.join(60)
+    os.close(writer)
+    assert s3_bytes(mounted.server, mounted.bucket, "uploading.bin") == data
 
 
 def test_sigterm_finishes_uploads_of_open_files(mount_factory: MountFactory) -> None:
