@@ -358,17 +358,17 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
         async with trio.open_nursery() as nursery:
             cache.nursery = files.nursery = nursery
             nursery.start_soon(watch_signals, service)
-            nursery.start_soon(report_ready, service, notify)
             nursery.start_soon(service.sample_every, SAMPLE_SECONDS)
             nested = NestedMounts(table, files, observer.attach)
             await nested.graft_configured(config)
-            nursery.start_soon(control.serve, request.mountpoint, nested.handle)
+            await nursery.start(control.serve, request.mountpoint, nested.handle)
             if listeners:
                 app = server.StatusApp(service.snapshot, metrics, service.in_flight_uploads)
                 nursery.start_soon(server.serve, app, listeners)
             if config.cleanup_enabled and service.cleanup_targets():
                 nursery.start_soon(cleanup.clean_every, service.cleanup_targets, config.clean_age,
                                    config.cleanup_interval, observer.in_flight)
+            nursery.start_soon(report_ready, service, notify)  # last: ready means `s3fuse fs mount` works too
             with service.fuse_scope:
                 await pyfuse3.main()
             # unmounted from outside (umount, fusermount3 -u): anything still unsaved gets its chance
