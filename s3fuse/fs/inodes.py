@@ -452,7 +452,7 @@ class InodeTable:
         name = inode.path.rpartition("/")[2]
         entry = Entry(name, False, inode.size, inode.etag, datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
         self.note_change(inode.path, entry)
-        if listing is not None and name in listing.entries:
+        if listing is not None:  # also a name the listing lost (the file was removed, then written again)
             listing.entries[name] = entry
 
     def took_copies(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> tuple[Retag, ...]:
@@ -480,6 +480,17 @@ class InodeTable:
         would never see another writer's change)."""
         if inode.expires == float("inf") and inode.ino != ROOT_INO:
             inode.expires = self.now() + self.ttl
+
+    def listed(self, path: str, seen: Entry) -> Inode | None:
+        """The inode for a name a directory handle lists (`seen` at opendir). One the kernel forgot since is
+        rebuilt from the parent's listing as it is now, which our own changes kept current; None when the name
+        is gone from it. `seen` serves only when that listing is no longer cached."""
+        inode = self.known(path)
+        if inode is not None:
+            return inode
+        listing = self.listings.get(parent_of(path))
+        entry = listing.entries.get(seen.name) if listing is not None else seen
+        return self.remember(path, entry, entry.is_dir) if entry is not None else None
 
     def cached_entry(self, path: str) -> Entry | None:
         listing = self.listings.get(parent_of(path))

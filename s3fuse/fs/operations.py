@@ -266,11 +266,11 @@ class Operations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.handles.directory(fh)
         for index in range(start_id, len(handle.entries)):
-            entry = handle.entries[index]
-            path = join(handle.directory.path, entry.name)
-            # an inode the kernel forgot since the listing was made comes back with the listing's attributes
-            inode = self.table.known(path) or self.table.remember(path, entry, entry.is_dir)
-            if not pyfuse3.readdir_reply(token, entry.name.encode("utf-8"), self.attributes(inode), index + 1):
+            name = handle.entries[index].name
+            inode = self.table.listed(join(handle.directory.path, name), handle.entries[index])
+            if inode is None:  # removed since opendir (POSIX leaves it to us whether it shows)
+                continue
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode), index + 1):
                 return
             inode.lookups += 1
 
@@ -426,7 +426,7 @@ class Operations(pyfuse3.Operations):
         handle = self.handles.pop(fh)
         assert isinstance(handle, FileHandle)
         await self.files.close(handle.file)
-        if not handle.file.dirty:  # another handle may be rewriting it: S3 does not hold that size yet
+        if handle.writable and not handle.file.dirty:  # (another handle may be rewriting it: not in S3 yet)
             self.table.saved(handle.file.inode)
             self.table.settled(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)

@@ -269,6 +269,23 @@ def test_listed_files_keep_their_sizes_after_the_kernel_forgets_them(mounted: Mo
     assert {name: os.stat(mounted.path / "d" / name).st_size for name in sizes} == sizes
 
 
+def test_a_directory_handle_does_not_bring_back_a_removed_or_older_file(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    (mounted.path / "d" / "gone").write_bytes(b"removed while the directory is open")
+    (mounted.path / "d" / "kept").write_bytes(b"old")
+    directory = os.open(mounted.path / "d", os.O_RDONLY | os.O_DIRECTORY)  # the names are taken here
+    try:
+        os.unlink(mounted.path / "d" / "gone")
+        (mounted.path / "d" / "kept").write_bytes(b"rewritten, longer")
+        Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets the inodes: readdir makes them
+        assert set(os.listdir(directory)) <= {"gone", "kept"}
+        assert not (mounted.path / "d" / "gone").exists()
+        assert (mounted.path / "d" / "kept").stat().st_size == len(b"rewritten, longer")
+        assert (mounted.path / "d" / "kept").read_bytes() == b"rewritten, longer"
+    finally:
+        os.close(directory)
+
+
 def test_a_listing_answered_before_our_changes_does_not_undo_them(mount_factory: MountFactory, s3_server,
                                                                    bucket) -> None:
     client = s3_server.client()
