@@ -361,6 +361,10 @@ class OpenFiles:
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
 
+    def of_object(self, client: S3Client, key: str) -> list[OpenFile]:
+        return [file for file in self.files.values() if file.key == key and file.client is client
+                and not file.unlinked]
+
     def open(self, inode: Inode, key: str, client: S3Client, config: Config, new: bool = False) -> OpenFile:
         """Join the inode's OpenFile, or start one on the given mount's client and settings."""
         file = self.files.get(inode.ino)

@@ -2,8 +2,9 @@
 directory listings that let `ls -l` answer every lookup without a HEAD per entry.
 
 Inode numbers are derived from the path (a 63-bit hash), so the same path gets the same number for as long as
-the mount lives, even after the kernel forgot it; a rename moves the number with the file, and the table keeps
-the renamed paths' numbers (the last RENAMED_NUMBERS of them) for when the kernel forgets those inodes too.
+the mount lives, even after the kernel forgot it; a rename moves the number with the file. A path whose number
+is not its hash (it came with a rename, or the hash was taken when the path was first seen) keeps it in a table
+of the last KEPT_NUMBERS such paths, for when the kernel forgets that inode too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ ROOT_INO = 1
 PROBE_KEYS = 200
 Retag = tuple[int, str, str]  # an inode whose object our copy gave another ETag: number, old ETag, new one
 RECURSIVE_LIMIT = 5000  # keys below subdirectories a recursive listing may read before it gives up
-RENAMED_NUMBERS = 100_000  # renamed paths whose inode number is kept (about 150 bytes each)
+KEPT_NUMBERS = 100_000  # paths whose inode number is not their hash, remembered (about 150 bytes each)
+DETACHED = "\0removed/"  # the path of an inode whose name was removed or renamed over: no lookup finds it
 
 
 @dataclass
@@ -55,6 +57,11 @@ class Inode:
     generation: int = 0  # bumped when another writer replaced the object: the kernel then drops its inode
 
     @property
+    def detached(self) -> bool:
+        """Its name is gone (unlinked, or renamed over): only the kernel and open handles still hold it."""
+        return self.path.startswith(DETACHED)
+
+    @property
     def kind(self) -> int:
         """File type from S3: a directory, an s3fs-style symlink (x-amz-meta-mode), or a regular file."""
         if self.is_dir:
@@ -71,6 +78,13 @@ class Listing:
 
     entries: dict[str, Entry]
     expires: float
+
+
+def still_named(inode: Inode) -> None:
+    """A file whose name went away has no attributes in S3 to refresh: ESTALE has the VFS look the name up
+    again (a kernel dentry can outlive the name when an open or stat races a rename over it)."""
+    if inode.detached and not inode.is_dir:
+        raise OSError(errno.ESTALE, "a removed or replaced file")
 
 
 def parent_of(path: str) -> str:
@@ -90,7 +104,7 @@ class InodeTable:
         self.max_listings = max(1, max_listings)
         self.by_ino: dict[int, Inode] = {}
         self.by_path: dict[str, int] = {}
-        self.renamed: OrderedDict[str, int] = OrderedDict()  # path -> the number it brought from its old path
+        self.kept_numbers: OrderedDict[str, int] = OrderedDict()  # path -> its number, where not its hash
         self.listings: OrderedDict[str, Listing] = OrderedDict()
         self.negative: dict[str, float] = {}
         self.large: dict[str, float] = {}  # directories too large to list for one lookup, until when
@@ -118,13 +132,21 @@ class InodeTable:
     # -- the table -------------------------------------------------------------------------------------------
 
     def _number(self, path: str) -> int:
-        kept = self.renamed.get(path)
+        kept = self.kept_numbers.get(path)
         if kept is not None and kept not in self.by_ino:
             return kept
-        ino = self._hashed(path)
+        hashed = ino = self._hashed(path)
         while ino <= ROOT_INO or (ino in self.by_ino and self.by_ino[ino].path != path):
             ino = (ino + 1) & 0x7FFF_FFFF_FFFF_FFFF
+        if ino != hashed or kept is not None:
+            self._keep_number(path, ino)
         return ino
+
+    def _keep_number(self, path: str, ino: int) -> None:
+        self.kept_numbers[path] = ino
+        self.kept_numbers.move_to_end(path)
+        while len(self.kept_numbers) > KEPT_NUMBERS:
+            self.kept_numbers.popitem(last=False)
 
     @staticmethod
     def _hashed(path: str) -> int:
@@ -381,12 +403,14 @@ class InodeTable:
 
     async def refresh(self, inode: Inode, now: bool = False) -> Inode:
         """Attributes that are at most one TTL old (`now`: fresh from S3); a file gone from S3 is ENOENT."""
+        still_named(inode)
         if (inode.expires >= self.now() and not now) or inode.ino == ROOT_INO:
             return inode
         if inode.is_dir:
             inode.expires = self.now() + self.ttl
             return inode
         info = await self.client(inode.path).head(self.key(inode.path))
+        still_named(inode)  # (not renamed over or removed while the HEAD was on its way)
         if info is None:
             self.forget_path(inode.path)
             raise OSError(errno.ENOENT, inode.path)
@@ -407,12 +431,12 @@ class InodeTable:
         """`path` is gone. Its inode lives on, detached, while the kernel or a handle still holds it."""
         self.forget_path(path)
         self.listings.pop(path, None)
-        self.renamed.pop(path, None)
+        self.kept_numbers.pop(path, None)
         inode = self.known(path)
         if inode is None:
             return
         del self.by_path[path]
-        inode.path = f"\0removed/{inode.ino}"  # never a real path: lookups cannot find it again
+        inode.path = f"{DETACHED}{inode.ino}"
         if inode.lookups == 0 and not self.pinned.get(inode.ino):
             self.by_ino.pop(inode.ino, None)
 
@@ -430,20 +454,17 @@ class InodeTable:
         below = old + "/"
         for moving in [self.by_ino[i] for p, i in self.by_path.items() if p == old or p.startswith(below)]:
             del self.by_path[moving.path]
-            self.renamed.pop(moving.path, None)
+            self.kept_numbers.pop(moving.path, None)
             moving.path = new + moving.path[len(old):]
             self.by_path[moving.path] = moving.ino
-            self.renamed[moving.path] = moving.ino
-            self.renamed.move_to_end(moving.path)
+            self._keep_number(moving.path, moving.ino)
         for listed in [p for p in self.listings if p == old or p.startswith(below)]:
             for name in self.listings[listed].entries:
                 was = join(listed, name)
                 now = new + was[len(old):]
                 if now not in self.by_path:  # forgotten by the kernel: keep the number it was last shown with
-                    self.renamed[now] = self.renamed.pop(was, 0) or self._hashed(was)
+                    self._keep_number(now, self.kept_numbers.pop(was, 0) or self._hashed(was))
             del self.listings[listed]
-        while len(self.renamed) > RENAMED_NUMBERS:
-            self.renamed.popitem(last=False)
 
     def saved(self, inode: Inode) -> None:
         """A file we wrote is in S3 now: its parent's cached listing must say so, or a lookup after the kernel

@@ -183,8 +183,18 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.table.get(inode)
         if self.files.get(inode) is None:
-            node = await self.table.refresh(node)
+            node = await self.same_version(node)
         return self.attributes(node)
+
+    async def same_version(self, node: Inode) -> Inode:
+        """The inode's attributes at most a TTL old, when the object is still the version the kernel looked up.
+        A replaced one (another writer, or a rename over its name racing an open) is ESTALE: the kernel keeps
+        its own size for an inode, and ESTALE has the VFS look the name up again, which gives it a new one."""
+        generation = node.generation
+        node = await self.table.refresh(node)
+        if node.generation != generation:
+            raise OSError(errno.ESTALE, f"{node.path} was replaced since the kernel looked it up")
+        return node
 
     @errno_boundary
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
@@ -321,7 +331,7 @@ class Operations(pyfuse3.Operations):
         writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
         mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
         if self.files.get(inode) is None:
-            node = await self.table.refresh(node)
+            node = await self.same_version(node)
         file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         if flags & os.O_TRUNC and writable:
             async with file.lock:
@@ -451,13 +461,14 @@ class Operations(pyfuse3.Operations):
         self.dir_changed(parent.path)
 
     async def detach(self, inode: Inode) -> OpenFile | None:
-        """A file about to lose its name while open keeps its bytes locally and lives on through its handles."""
-        file = self.files.get(inode.ino)
-        if file is not None:
+        """A file about to lose its name while open keeps its bytes locally and lives on through its handles;
+        so does every other open file of the same object (an open that raced an earlier rename over this name
+        holds an inode detached already). The inode's own open file, if any."""
+        for file in self.files.of_object(self.mount_of(inode.path).client, self.table.key(inode.path)):
             async with file.lock:
                 await file.ensure_stage()
                 file.unlinked = True
-        return file
+        return self.files.get(inode.ino)
 
     @errno_boundary
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,

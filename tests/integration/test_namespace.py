@@ -6,12 +6,14 @@ import ctypes
 import errno
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Mounted, MountFactory
+from tests.support.proxy import Mangle, Request
 
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -122,6 +124,49 @@ def test_renamed_files_keep_their_inode_numbers_after_the_kernel_forgets_them(mo
     with open(mounted.path / "h", "rb"):  # while it is held, a new file at its old name gets its own number
         (mounted.path / "g").write_bytes(b"a new file at the old name")
         assert os.stat(mounted.path / "g").st_ino != os.stat(mounted.path / "h").st_ino
+
+
+def test_a_number_taken_by_a_renamed_file_stays_with_the_new_one_too(mounted: Mounted) -> None:
+    (mounted.path / "a").write_bytes(b"1")
+    os.rename(mounted.path / "a", mounted.path / "b")  # b keeps the number of the path "a"
+    (mounted.path / "a").write_bytes(b"2")  # so the new "a" gets another one
+    before = {name: os.stat(mounted.path / name).st_ino for name in ("a", "b")}
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets both inodes
+    assert {name: os.stat(mounted.path / name).st_ino for name in ("a", "b")} == before
+    assert before["a"] != before["b"]
+
+
+def test_an_open_racing_a_rename_over_its_name_opens_one_whole_version(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0", via_proxy=True)
+    assert mounted.proxy is not None
+    (mounted.path / "target").write_bytes(b"version 0")
+    (mounted.path / "tmp1").write_bytes(b"version 1, renamed over it")
+    (mounted.path / "tmp2").write_bytes(b"version 2, renamed over it again")
+    held, copied = threading.Event(), threading.Event()
+
+    def race(request: Request) -> Mangle | None:
+        if request.operation == "HeadObject" and request.path.endswith("/target") and not held.is_set():
+            held.set()  # the open's HEAD: S3 answers it once the rename copied tmp1 over target
+            copied.wait(30)
+        elif request.operation == "DeleteObject" and request.path.endswith("/tmp1"):
+            copied.set()  # the copy is done; the rename finishes after this delete, the open's HEAD before it
+            return Mangle("stall", 1.0)
+        return None
+
+    mounted.proxy.fault = race
+    opened: list[int] = []
+    opener = threading.Thread(target=lambda: opened.append(os.open(mounted.path / "target", os.O_RDONLY)))
+    opener.start()
+    assert held.wait(30)
+    os.rename(mounted.path / "tmp1", mounted.path / "target")
+    opener.join(30)
+    assert opened, "the open failed"
+    try:
+        os.rename(mounted.path / "tmp2", mounted.path / "target")  # the version it opened leaves S3
+        assert os.pread(opened[0], 100, 0) == b"version 1, renamed over it"
+    finally:
+        os.close(opened[0])
+    assert (mounted.path / "target").read_bytes() == b"version 2, renamed over it again"
 
 
 def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
