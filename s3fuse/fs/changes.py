@@ -10,7 +10,7 @@ from datetime import datetime
 from s3fuse.config import Config
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import ObjectInfo, S3Client
-from s3fuse.upload.staged import copy_object
+from s3fuse.upload.staged import copy_object, guess_content_type
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ async def all_keys(client: S3Client, prefix: str) -> list[ObjectInfo]:
 
 
 async def rename_file(client: S3Client, config: Config, source: str, target: str, size: int) -> str:
-    """The moved object's ETag."""
-    etag = await copy_object(client, source, target, size, config.partition_size, config.service_threads)
+    """The moved object's ETag. A new name with another type (`x.tmp` renamed to `x.json`, as editors and
+    atomic saves do) gets its Content-Type, as s3fs-fuse gives it."""
+    etag = await copy_object(client, source, target, size, config.partition_size, config.service_threads,
+                             retype=guess_content_type(source) != guess_content_type(target))
     await client.delete(source)
     return etag
 

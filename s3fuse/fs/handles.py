@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import mimetypes
 import os
 import tempfile
 import time
@@ -26,14 +25,10 @@ from s3fuse.fs.listing import Entry
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
-from s3fuse.upload.staged import remove_quietly, upload_file
+from s3fuse.upload.staged import guess_content_type, remove_quietly, upload_file
 from s3fuse.upload.streaming import StreamingUpload
 
 log = logging.getLogger(__name__)
-
-
-def content_type(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 INLINE_IO = 1 << 20  # smaller local reads/writes run on the loop: a thread hop would cost more than the copy
@@ -249,7 +244,8 @@ class OpenFile:
                 stage = await self.ensure_stage()
                 etag = await upload_file(self.client, self.key, stage.path, self.size,
                                          threshold=self.config.multipart_threshold,
-                                         part_size=self.config.partition_size, content_type=content_type(self.key))
+                                         part_size=self.config.partition_size,
+                                         content_type=guess_content_type(self.key))
         except OSError as exc:
             await self._keep_for_recovery(exc)
             raise OSError(errno.EIO, f"upload of {self.key} failed: {exc}") from exc

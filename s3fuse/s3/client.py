@@ -373,10 +373,12 @@ class S3Client:
                 raise S3Error(5, f"DeleteObjects: {errors[0].get('Key')}: {errors[0].get('Message')}",
                               str(errors[0].get("Code")))
 
-    async def copy(self, source: str, target: str, metadata: Mapping[str, str] | None = None) -> str:
-        """The copy's ETag: not always the source's (a multipart object's copy gets an ETag of its own)."""
+    async def copy(self, source: str, target: str, metadata: Mapping[str, str] | None = None,
+                   content_type: str = "") -> str:
+        """The copy's ETag: not always the source's (a multipart object's copy gets an ETag of its own). With
+        `metadata` the copy gets it (and `content_type`) instead of the source's."""
         async def request() -> str:
-            kwargs = self._write_args(target, metadata, "")
+            kwargs = self._write_args(target, metadata, content_type)
             kwargs["MetadataDirective"] = "REPLACE" if metadata is not None else "COPY"
             reply = await self._client.copy_object(CopySource={"Bucket": self.bucket, "Key": source}, **kwargs)
             return str(reply.get("CopyObjectResult", {}).get("ETag") or "").strip('"')

@@ -4,7 +4,9 @@ key until the upload has completed; a failed multipart upload is aborted."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import mimetypes
 import os
 from collections.abc import Mapping
 
@@ -17,6 +19,11 @@ log = logging.getLogger(__name__)
 
 MIN_PART = 5 << 20
 MAX_PARTS = 10_000
+
+
+def guess_content_type(key: str) -> str:
+    """The Content-Type s3fuse gives an object: from its name, as s3fs-fuse does."""
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def part_size_for(size: int, preferred: int) -> int:
@@ -68,12 +75,22 @@ async def abort_quietly(client: S3Client, key: str, upload_id: str) -> None:
 
 
 async def copy_object(client: S3Client, source: str, target: str, size: int, part_size: int,
-                      threads: int) -> str:
-    """Server-side copy, and the copy's ETag; objects over 5 GiB are copied part by part (UploadPartCopy)."""
-    if size <= 5 << 30:
+                      threads: int, retype: bool = False) -> str:
+    """Server-side copy, and the copy's ETag; objects over 5 GiB are copied part by part (UploadPartCopy), with
+    the source's user metadata and Content-Type carried over. `retype`: a Content-Type that came from the
+    source's name (not one a client chose) becomes the one of the target's name."""
+    if size <= 5 << 30 and not retype:
         return await client.copy(source, target)
+    info = await client.head(source)
+    if info is None:
+        raise OSError(errno.ENOENT, f"{source}: gone before it could be copied")
+    kind = info.content_type
+    if retype and kind == guess_content_type(source):
+        kind = guess_content_type(target)
+    if size <= 5 << 30:
+        return await client.copy(source, target, info.metadata or {}, kind)
     part = part_size_for(size, max(part_size, 512 << 20))
-    upload_id = await client.create_multipart(target)
+    upload_id = await client.create_multipart(target, info.metadata, kind)
     try:
         async def copy_part(number: int) -> str:
             start = (number - 1) * part

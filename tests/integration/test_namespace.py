@@ -87,6 +87,28 @@ def test_rename_file_keeps_inode_and_replaces_target(mounted: Mounted) -> None:
     assert keys(mounted) == ["b"]
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_files_content_type_follows_its_name(mount_factory: MountFactory, s3_server, bucket,
+                                               streaming: bool) -> None:
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="chosen.txt", Body=b"x", ContentType="text/x-chosen",
+                      Metadata={"origin": "another client"})
+    mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={str(streaming).lower()}")
+
+    def content_type(key: str) -> str:
+        return str(client.head_object(Bucket=bucket, Key=key)["ContentType"])
+
+    (mounted.path / "page.html").write_bytes(b"<p>written through the mount</p>")
+    (mounted.path / "save.tmp").write_bytes(b'{"saved": "atomically"}')
+    assert content_type("page.html") == "text/html"
+    os.rename(mounted.path / "save.tmp", mounted.path / "save.json")  # an editor's atomic save
+    assert content_type("save.json") == "application/json"
+    os.rename(mounted.path / "chosen.txt", mounted.path / "chosen.json")  # a type a client chose stays
+    head = client.head_object(Bucket=bucket, Key="chosen.json")
+    assert (head["ContentType"], head["Metadata"]) == ("text/x-chosen", {"origin": "another client"})
+    assert (mounted.path / "save.json").read_bytes() == b'{"saved": "atomically"}'
+
+
 def test_rename_noreplace_and_exchange(mounted: Mounted) -> None:
     (mounted.path / "a").write_bytes(b"A")
     (mounted.path / "b").write_bytes(b"B")
