@@ -417,8 +417,22 @@ async def watch_signals(service: Service) -> None:
                 nursery.start_soon(service.stop, name)
 
 
+class LateReplies(logging.Filter):
+    """pyfuse3 logs an ERROR "fuse_release(): fuse_reply_* failed with No such file or directory" whenever the
+    kernel no longer waits for an answer (an interrupted request, a release sent without a waiter): nothing is
+    lost, so the line goes to debug instead of filling the log and the status page's recent errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "fuse_reply_" in str(record.msg) \
+                and os.strerror(errno.ENOENT) in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def run(request: MountRequest, notify: Notify) -> int:
     """Serve in this process; any failure before readiness goes to `notify` and the exit status."""
+    logging.getLogger("pyfuse3").addFilter(LateReplies())
     try:
         check_mountpoint(request.mountpoint)
         trio.run(serve, request, notify)
