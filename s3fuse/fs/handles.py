@@ -366,7 +366,8 @@ class OpenFiles:
         file = self.files.get(inode.ino)
         if file is None:
             file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
-                            base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new)
+                            base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new,
+                            uploaded=self.uploaded)
             self.files[inode.ino] = file
         elif file.clean and file.base_etag and inode.etag != file.base_etag:  # replaced by another writer
             file.base_etag, file.size = inode.etag, inode.size

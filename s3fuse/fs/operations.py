@@ -452,7 +452,8 @@ class Operations(pyfuse3.Operations):
         mount = self.changing(inode.path)
         key = self.table.key(inode.path)
         file = await self.detach(inode)
-        if file is None or inode.etag:  # not a new file S3 never held (an open file truncated to 0 still is)
+        # not a new file S3 never held (an open file truncated to 0 still is; a streamed one is once detached)
+        if file is None or inode.etag or file.base_etag:
             await mount.client.delete(key)
         self.overlay_of(inode.path).delete(key)
         self.table.removed(inode.path)

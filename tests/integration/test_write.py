@@ -316,6 +316,35 @@ def test_a_listing_answered_before_our_changes_does_not_undo_them(mount_factory:
     assert {entry.name: entry.stat().st_size for entry in os.scandir(mounted.path)} == sizes
 
 
+def test_a_new_file_unlinked_while_it_streams_leaves_nothing_in_s3(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
+                            "alluxio.underfs.s3.streaming.upload.partition.size=5MB")
+    os.mkdir(mounted.path / "d")
+    with open(mounted.path / "d" / "streamed.bin", "wb") as handle:
+        handle.write(random.Random(11).randbytes(7 * MiB))  # one part has left
+        handle.flush()
+        os.unlink(mounted.path / "d" / "streamed.bin")
+        handle.write(b"more, after the unlink")
+    os.rmdir(mounted.path / "d")  # empty: the streamed object is gone too
+    assert s3_keys(mounted) == []
+    assert mounted.client().list_multipart_uploads(Bucket=mounted.bucket).get("Uploads", []) == []
+
+
+def test_times_set_before_the_close_that_uploads_are_kept(mount_factory: MountFactory) -> None:
+    mounted = mount_factory()
+    when = 1_000_000_000_123_456_789
+    with open(mounted.path / "copied.txt", "wb") as handle:  # as cp -p does: data, then times, then close
+        handle.write(b"copied with its times")
+        handle.flush()
+        os.utime(handle.fileno(), ns=(when, when))
+    assert os.stat(mounted.path / "copied.txt").st_mtime_ns == when
+    Path("/proc/sys/vm/drop_caches").write_text("3")  # the kernel forgets its attributes: ours answer
+    assert os.stat(mounted.path / "copied.txt").st_mtime_ns == when
+    assert mounted.unmount() == 0
+    again = mount_factory(cache_of=mounted)  # the overlay is kept beside the block cache
+    assert os.stat(again.path / "copied.txt").st_mtime_ns == when
+
+
 def drop_page_cache() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("1")  # the page cache only
 
