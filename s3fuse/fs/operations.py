@@ -554,6 +554,7 @@ class Operations(pyfuse3.Operations):
         etag = await mount.client.put(self.table.key(path), target, metadata)
         inode = self.table.created(path, is_dir=False)
         inode.size, inode.etag, inode.metadata = len(target), etag, metadata
+        self.table.saved(inode)  # its listing entry: a lookup after the kernel forgets it reads len(target)
         self.changed(inode, mode=SYMLINK_MODE, uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         return self.entry(inode)

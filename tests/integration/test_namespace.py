@@ -217,6 +217,27 @@ def test_symlink_is_s3fs_compatible_and_survives_remount(mount_factory: MountFac
     assert stat.S_ISLNK(os.lstat(again.path / "link").st_mode)
 
 
+def test_a_symlink_keeps_its_target_after_the_kernel_forgets_it(mounted: Mounted) -> None:
+    os.symlink("some/target", mounted.path / "link")
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+    assert os.readlink(mounted.path / "link") == "some/target"
+    assert os.lstat(mounted.path / "link").st_size == len("some/target")
+
+
+def test_times_follow_a_directory_rename_that_gives_a_copy_a_new_etag(mount_factory: MountFactory) -> None:
+    mounted = mount_factory("alluxio.underfs.s3.multipart.upload.threshold=5MB",
+                            "alluxio.underfs.s3.streaming.upload.partition.size=5MB")
+    os.mkdir(mounted.path / "d")
+    (mounted.path / "d" / "big").write_bytes(bytes(6 << 20))  # multipart: a copy may get another ETag
+    (mounted.path / "d" / "small").write_bytes(b"one request")
+    for name in ("big", "small"):
+        os.utime(mounted.path / "d" / name, ns=(1_000_000_000, 3_000_000_000))
+    os.rename(mounted.path / "d", mounted.path / "e")
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+    assert {name: os.stat(mounted.path / "e" / name).st_mtime_ns for name in ("big", "small")} == {
+        "big": 3_000_000_000, "small": 3_000_000_000}
+
+
 def test_symlink_made_elsewhere_is_known_from_its_metadata(mount_factory: MountFactory) -> None:
     """An s3fs-style symlink written by another client: a lookup that has no listing at hand asks S3 (HEAD)."""
     mounted = mount_factory()
