@@ -61,23 +61,25 @@ async def rename_file(client: S3Client, config: Config, source: str, target: str
     return etag
 
 
-async def rename_dir(client: S3Client, config: Config, source_prefix: str, target_prefix: str) -> dict[str, str]:
+async def rename_dir(client: S3Client, config: Config, source_prefix: str, target_prefix: str
+                     ) -> dict[str, tuple[str, str]]:
     """Copy every key under the prefix (in parallel, bounded by the object-store service threads), then delete
-    the originals in batches; a failure before the deletes leaves the source whole. The copies' ETags by key."""
+    the originals in batches; a failure before the deletes leaves the source whole. By the copies' keys: the
+    source's ETag and the copy's."""
     objects = await all_keys(client, source_prefix)
     keys = {info.key for info in objects}
     if source_prefix not in keys:  # an implicit directory: give the target a marker of its own
         objects.append(ObjectInfo(source_prefix, 0, "", objects[0].mtime if objects else datetime.now().astimezone()))
 
-    etags: dict[str, str] = {}
+    etags: dict[str, tuple[str, str]] = {}
 
     async def copy(info: ObjectInfo) -> None:
         target = target_prefix + info.key[len(source_prefix):]
         if info.key == source_prefix and info.key not in keys:
             await make_marker(client, target)
         else:
-            etags[target] = await copy_object(client, info.key, target, info.size, config.partition_size,
-                                              config.service_threads)
+            etags[target] = (info.etag, await copy_object(client, info.key, target, info.size,
+                                                          config.partition_size, config.service_threads))
 
     await bounded_map(copy, objects, config.service_threads)
     await client.delete_many(sorted(keys))

@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -114,6 +114,7 @@ class OpenFile:
     unlinked: bool = False
     recovered: str | None = None
     lost_write: OSError | None = None  # a write that failed locally: never upload the file without it
+    uploaded: Callable[[OpenFile, str], None] | None = None  # after our upload: (file, the ETag it replaced)
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
@@ -251,8 +252,10 @@ class OpenFile:
             raise OSError(errno.EIO, f"upload of {self.key} failed: {exc}") from exc
         self.dirty = False
         self.base_etag = etag
-        self.inode.etag = etag
+        replaced, self.inode.etag = self.inode.etag, etag
         self.inode.size = self.size
+        if self.uploaded is not None:
+            self.uploaded(self, replaced)
 
     async def _keep_for_recovery(self, exc: OSError) -> None:
         if self.streaming is not None:
@@ -353,6 +356,7 @@ class OpenFiles:
     staging: Staging
     nursery: trio.Nursery | None = None
     files: dict[int, OpenFile] = field(default_factory=dict)
+    uploaded: Callable[[OpenFile, str], None] | None = None  # given to each OpenFile
 
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)

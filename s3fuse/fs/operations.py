@@ -87,6 +87,7 @@ class Operations(pyfuse3.Operations):
         self.table = table
         self.cache = cache
         self.files = files
+        files.uploaded = self.uploaded
         self.handles = HandleTable()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
@@ -101,6 +102,11 @@ class Operations(pyfuse3.Operations):
         overlay = self.mount_of(path).overlay
         assert overlay is not None, "every mount has its overlay"
         return overlay
+
+    def uploaded(self, file: OpenFile, replaced: str) -> None:
+        """Our upload made a new version: the times set through this mount for the one it replaced (a `cp -p`
+        sets them before the close that uploads) are the new one's."""
+        self.overlay_of(file.inode.path).retag(file.key, replaced, file.inode.etag)
 
     def meta(self, inode: Inode) -> Meta | None:
         if inode.ino not in self.table.by_ino:
@@ -502,12 +508,17 @@ class Operations(pyfuse3.Operations):
                 await self.detach(target)
         old_key, new_key = self.table.key(source.path), self.table.key(new_path)
         if source.is_dir:
-            etags = await self.rename_dir(mount, source.path, new_path)
+            copies = await self.rename_dir(mount, source.path, new_path)
         else:
-            etags = {new_key: await self.rename_file(mount, source, new_key)}
-        self.overlay_of(source.path).rename(old_key, new_key)
+            copy = await self.rename_file(mount, source, new_key)
+            copies = {new_key: (source.etag, copy)}
+        overlay = self.overlay_of(source.path)
+        overlay.rename(old_key, new_key)
+        for key, (was, etag) in copies.items():  # times set through the mount follow a copy's new ETag
+            overlay.retag(key, was, etag)
         self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
+        etags = {key: etag for key, (_, etag) in copies.items()}
         self.files.retag(self.table.took_copies(new_path, source.is_dir, etags))
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
@@ -533,9 +544,10 @@ class Operations(pyfuse3.Operations):
         return await changes.rename_file(mount.client, mount.config, self.table.key(source.path), new_key,
                                          source.size)
 
-    async def rename_dir(self, mount: Mount, old_path: str, new_path: str) -> dict[str, str]:
+    async def rename_dir(self, mount: Mount, old_path: str, new_path: str) -> dict[str, tuple[str, str]]:
         """Files open below the directory move with it, as a renamed file does: pending bytes are uploaded
-        first (or they would land under the old name), later ones go to the new keys. The copies' ETags."""
+        first (or they would land under the old name), later ones go to the new keys. By the copies' keys: the
+        source's ETag and the copy's."""
         old_prefix, new_prefix = self.table.dir_prefix(old_path), self.table.dir_prefix(new_path)
         below = await self.files.commit_below(mount.client, old_prefix)
         etags = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)

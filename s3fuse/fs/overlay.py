@@ -81,6 +81,13 @@ class Overlay:
                         (key, meta.mode, meta.uid, meta.gid, meta.atime, meta.mtime, meta.ctime, meta.etag))
         self.cache[key] = meta
 
+    def retag(self, key: str, old_etag: str, new_etag: str) -> None:
+        """This mount replaced version `old_etag` of the object by `new_etag` (its own upload or copy): times set
+        for the old version, through this mount, are the new version's."""
+        meta = self.get(key)
+        if meta is not None and meta.etag == old_etag != new_etag:
+            self.update(key, etag=new_etag)
+
     def delete(self, key: str) -> None:
         self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
         self.db.execute("DELETE FROM xattr WHERE key = ?", (key,))
