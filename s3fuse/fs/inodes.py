@@ -414,7 +414,9 @@ class InodeTable:
         if info is None:
             self.forget_path(inode.path)
             raise OSError(errno.ENOENT, inode.path)
-        return self.remember(inode.path, info, False)
+        inode = self.remember(inode.path, info, False)
+        self.saved(inode)  # another writer's version: the listing must not bring the old one back after a forget
+        return inode
 
     # -- our own changes -------------------------------------------------------------------------------------
 
@@ -467,8 +469,8 @@ class InodeTable:
             del self.listings[listed]
 
     def saved(self, inode: Inode) -> None:
-        """A file we wrote is in S3 now: its parent's cached listing must say so, or a lookup after the kernel
-        forgot the inode would bring back the size the file had when it was created."""
+        """S3 holds this version of the file now (we wrote it, or a HEAD found it): its parent's cached listing
+        must say so, or a lookup after the kernel forgot the inode would bring back an older size and ETag."""
         listing = self.listings.get(parent_of(inode.path))
         name = inode.path.rpartition("/")[2]
         entry = Entry(name, False, inode.size, inode.etag, datetime.fromtimestamp(inode.mtime_ns / 1e9).astimezone())
