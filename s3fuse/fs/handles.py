@@ -317,6 +317,7 @@ class FileHandle:
 class DirHandle:
     directory: Inode
     entries: list[Entry]  # by name
+    read_from: bool = False  # a read from offset 0 after this is a rewinddir
 
 
 @dataclass

@@ -25,8 +25,8 @@ from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs import changes
 from s3fuse.fs.handles import DirHandle, FileHandle, HandleTable, OpenFile, OpenFiles
 from s3fuse.fs.inodes import ROOT_INO, Inode, InodeTable, parent_of
+from s3fuse.fs.listing import Entry, name_problem
 from s3fuse.fs.listing import join_path as join
-from s3fuse.fs.listing import name_problem
 from s3fuse.fs.namespace import Mount
 from s3fuse.fs.overlay import Meta, Overlay
 
@@ -275,12 +275,17 @@ class Operations(pyfuse3.Operations):
         directory = self.table.get(inode)
         if not directory.is_dir:
             raise OSError(errno.ENOTDIR, directory.path)
-        entries = await self.table.list(directory)
-        return self.handles.add(DirHandle(directory, sorted(entries.values(), key=lambda entry: entry.name)))
+        return self.handles.add(DirHandle(directory, await self.entries_of(directory)))
+
+    async def entries_of(self, directory: Inode) -> list[Entry]:
+        return sorted((await self.table.list(directory)).values(), key=lambda entry: entry.name)
 
     @errno_boundary
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.handles.directory(fh)
+        if start_id == 0 and handle.read_from:  # rewinddir: the directory as it is now (POSIX)
+            handle.entries = await self.entries_of(handle.directory)
+        handle.read_from = True
         for index in range(start_id, len(handle.entries)):
             name = handle.entries[index].name
             inode = self.table.listed(join(handle.directory.path, name), handle.entries[index])

@@ -286,6 +286,21 @@ def test_a_directory_handle_does_not_bring_back_a_removed_or_older_file(mounted:
         os.close(directory)
 
 
+def test_a_rewound_directory_stream_shows_the_directory_as_it_is_now(mounted: Mounted) -> None:
+    os.mkdir(mounted.path / "d")
+    for name in ("a", "b", "c"):
+        (mounted.path / "d" / name).write_bytes(name.encode())
+    directory = os.open(mounted.path / "d", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert sorted(os.listdir(directory)) == ["a", "b", "c"]  # (os.listdir rewinds the stream after)
+        os.rename(mounted.path / "d" / "a", mounted.path / "d" / "renamed")
+        os.unlink(mounted.path / "d" / "b")
+        (mounted.path / "d" / "new").write_bytes(b"new")
+        assert sorted(os.listdir(directory)) == ["c", "new", "renamed"]
+    finally:
+        os.close(directory)
+
+
 def test_a_listing_answered_before_our_changes_does_not_undo_them(mount_factory: MountFactory, s3_server,
                                                                    bucket) -> None:
     client = s3_server.client()
