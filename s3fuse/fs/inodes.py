@@ -55,6 +55,7 @@ class Inode:
     content_type: str = ""
     page_cache_etag: str = ""  # the version the kernel's page cache holds, for keep_cache
     generation: int = 0  # bumped when another writer replaced the object: the kernel then drops its inode
+    kernel_generation: int = 0  # the generation the kernel last got with this inode (its size is that version's)
 
     @property
     def detached(self) -> bool:

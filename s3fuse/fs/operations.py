@@ -142,8 +142,14 @@ class Operations(pyfuse3.Operations):
 
     def entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
         """Attributes handed to the kernel with a new reference (lookup, create, mkdir, symlink)."""
-        inode.lookups += 1
+        self.handed(inode)
         return self.attributes(inode)
+
+    @staticmethod
+    def handed(inode: Inode) -> None:
+        """The kernel holds one more reference to the inode, and knows this version of it."""
+        inode.lookups += 1
+        inode.kernel_generation = inode.generation
 
     def changed(self, inode: Inode, **times: int) -> None:
         """Record a metadata change time (and other times) in the overlay."""
@@ -194,11 +200,11 @@ class Operations(pyfuse3.Operations):
 
     async def same_version(self, node: Inode) -> Inode:
         """The inode's attributes at most a TTL old, when the object is still the version the kernel looked up.
-        A replaced one (another writer, or a rename over its name racing an open) is ESTALE: the kernel keeps
-        its own size for an inode, and ESTALE has the VFS look the name up again, which gives it a new one."""
-        generation = node.generation
+        A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
+        request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
+        again, which gives it the new version."""
         node = await self.table.refresh(node)
-        if node.generation != generation:
+        if node.generation != node.kernel_generation:
             raise OSError(errno.ESTALE, f"{node.path} was replaced since the kernel looked it up")
         return node
 
@@ -293,7 +299,7 @@ class Operations(pyfuse3.Operations):
                 continue
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode), index + 1):
                 return
-            inode.lookups += 1
+            self.handed(inode)
 
     @errno_boundary
     async def releasedir(self, fh: int) -> None:

@@ -204,6 +204,18 @@ def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_fac
     assert path.stat().st_size == 16
 
 
+def test_an_open_after_another_request_learnt_a_new_version_reads_it_whole(mount_factory: MountFactory,
+                                                                          s3_server: LocalS3, bucket: str) -> None:
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"old\n")
+    mounted = mount_factory()  # metadata kept for a minute
+    path = mounted.path / "swapped.txt"
+    assert path.stat().st_size == 4  # the kernel holds the old version's size for this inode
+    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"new, and longer\n")
+    assert os.getxattr(path, "user.s3.etag").decode() != ""  # a HEAD: the mount learns the new version
+    assert path.read_bytes() == b"new, and longer\n"  # not its first 4 bytes: the kernel is made to look anew
+
+
 def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_factory: MountFactory,
                                                                       s3_server: LocalS3, bucket: str) -> None:
     data = random.Random(12).randbytes(6 * MiB)
