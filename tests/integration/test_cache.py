@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from s3fuse.embedded import LocalS3
-from tests.conftest import MountFactory
+from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
 
 MiB = 1 << 20
@@ -184,14 +184,20 @@ def test_an_unchanged_object_keeps_its_page_cache_across_opens(mount_factory: Mo
     assert path.read_bytes() == data[::-1]
 
 
-def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_factory: MountFactory,
-                                                                     s3_server: LocalS3, bucket: str) -> None:
+def replaced_after_its_lookup(mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> tuple[Mounted, Path]:
+    """A file the kernel looked up (it holds the old version's size), then replaced by another writer."""
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"old\n")
     mounted = mount_factory()  # metadata kept for a minute
     path = mounted.path / "swapped.txt"
     assert path.stat().st_size == 4  # known, not yet read
     client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"new, and longer\n")
+    return mounted, path
+
+
+def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_factory: MountFactory,
+                                                                     s3_server: LocalS3, bucket: str) -> None:
+    mounted, path = replaced_after_its_lookup(mount_factory, s3_server, bucket)
     with open(path, "rb") as handle:  # opened on the cached metadata: S3 refuses the old ETag's GET (412)
         with pytest.raises(OSError) as raised:
             handle.read()
@@ -206,12 +212,7 @@ def test_an_object_another_writer_replaced_is_read_anew_within_the_ttl(mount_fac
 
 def test_an_open_after_another_request_learnt_a_new_version_reads_it_whole(mount_factory: MountFactory,
                                                                           s3_server: LocalS3, bucket: str) -> None:
-    client = s3_server.client()
-    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"old\n")
-    mounted = mount_factory()  # metadata kept for a minute
-    path = mounted.path / "swapped.txt"
-    assert path.stat().st_size == 4  # the kernel holds the old version's size for this inode
-    client.put_object(Bucket=bucket, Key="swapped.txt", Body=b"new, and longer\n")
+    _, path = replaced_after_its_lookup(mount_factory, s3_server, bucket)
     assert os.getxattr(path, "user.s3.etag").decode() != ""  # a HEAD: the mount learns the new version
     assert path.read_bytes() == b"new, and longer\n"  # not its first 4 bytes: the kernel is made to look anew
 
