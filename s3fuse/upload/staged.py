@@ -78,14 +78,14 @@ async def copy_object(client: S3Client, source: str, target: str, size: int, par
                       threads: int, retype: bool = False) -> str:
     """Server-side copy, and the copy's ETag; objects over 5 GiB are copied part by part (UploadPartCopy), with
     the source's user metadata and Content-Type carried over. `retype`: a Content-Type that came from the
-    source's name (not one a client chose) becomes the one of the target's name."""
+    source's name or S3's default (not one a client chose) becomes the one of the target's name."""
     if size <= 5 << 30 and not retype:
         return await client.copy(source, target)
     info = await client.head(source)
     if info is None:
         raise OSError(errno.ENOENT, f"{source}: gone before it could be copied")
     kind = info.content_type
-    if retype and kind == guess_content_type(source):
+    if retype and kind in (guess_content_type(source), "", "binary/octet-stream"):  # (S3's default type)
         kind = guess_content_type(target)
     if size <= 5 << 30:
         return await client.copy(source, target, info.metadata or {}, kind)

@@ -93,6 +93,7 @@ def test_a_files_content_type_follows_its_name(mount_factory: MountFactory, s3_s
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key="chosen.txt", Body=b"x", ContentType="text/x-chosen",
                       Metadata={"origin": "another client"})
+    client.put_object(Bucket=bucket, Key="untyped.tmp", Body=b"{}")  # S3 gives it its default type
     mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={str(streaming).lower()}")
 
     def content_type(key: str) -> str:
@@ -103,6 +104,8 @@ def test_a_files_content_type_follows_its_name(mount_factory: MountFactory, s3_s
     assert content_type("page.html") == "text/html"
     os.rename(mounted.path / "save.tmp", mounted.path / "save.json")  # an editor's atomic save
     assert content_type("save.json") == "application/json"
+    os.rename(mounted.path / "untyped.tmp", mounted.path / "untyped.json")
+    assert content_type("untyped.json") == "application/json"
     os.rename(mounted.path / "chosen.txt", mounted.path / "chosen.json")  # a type a client chose stays
     head = client.head_object(Bucket=bucket, Key="chosen.json")
     assert (head["ContentType"], head["Metadata"]) == ("text/x-chosen", {"origin": "another client"})
