@@ -9,8 +9,8 @@ from datetime import datetime
 
 from s3fuse.config import Config
 from s3fuse.parallel import bounded_map
-from s3fuse.s3.client import ObjectInfo, S3Client
-from s3fuse.upload.staged import copy_object, guess_content_type
+from s3fuse.s3.client import ObjectInfo, S3Client, guess_content_type
+from s3fuse.upload.staged import copy_object
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from s3fuse.fs.listing import Entry
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
-from s3fuse.upload.staged import guess_content_type, remove_quietly, upload_file
+from s3fuse.upload.staged import remove_quietly, upload_file
 from s3fuse.upload.streaming import StreamingUpload
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,7 @@ class OpenFile:
                 stage = await self.ensure_stage()
                 etag = await upload_file(self.client, self.key, stage.path, self.size,
                                          threshold=self.config.multipart_threshold,
-                                         part_size=self.config.partition_size,
-                                         content_type=guess_content_type(self.key))
+                                         part_size=self.config.partition_size)
         except OSError as exc:
             await self._keep_for_recovery(exc)
             raise OSError(errno.EIO, f"upload of {self.key} failed: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mimetypes
 import random
 import time
 import urllib.parse
@@ -34,6 +35,11 @@ from s3fuse.s3 import credentials, ranged
 from s3fuse.s3.errors import S3Error, answer_error, no_answer, translate
 
 log = logging.getLogger(__name__)
+
+
+def guess_content_type(key: str) -> str:
+    """The Content-Type of an object s3fuse writes without one: from its name, as s3fs-fuse does."""
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 T = TypeVar("T")
 
@@ -338,8 +344,9 @@ class S3Client:
 
     async def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None,
                   content_type: str = "") -> str:
+        """The new object's ETag; without `content_type`, the object gets the type of its name."""
         async def request() -> str:
-            kwargs = self._write_args(key, metadata, content_type)
+            kwargs = self._write_args(key, metadata, content_type or guess_content_type(key))
             reply = await self._client.put_object(Body=body, **kwargs)
             return str(reply.get("ETag", "")).strip('"')
         return await self._call(self.upload_limiter, "PutObject", key, request)
@@ -389,7 +396,8 @@ class S3Client:
     async def create_multipart(self, key: str, metadata: Mapping[str, str] | None = None,
                                content_type: str = "") -> str:
         async def request() -> str:
-            reply = await self._client.create_multipart_upload(**self._write_args(key, metadata, content_type))
+            reply = await self._client.create_multipart_upload(
+                **self._write_args(key, metadata, content_type or guess_content_type(key)))
             return str(reply["UploadId"])
         return await self._call(self._admin, "CreateMultipartUpload", key, request)
 

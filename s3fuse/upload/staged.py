@@ -6,24 +6,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import mimetypes
 import os
 from collections.abc import Mapping
 
 import trio
 
 from s3fuse.parallel import bounded_map
-from s3fuse.s3.client import S3Client
+from s3fuse.s3.client import S3Client, guess_content_type
 
 log = logging.getLogger(__name__)
 
 MIN_PART = 5 << 20
 MAX_PARTS = 10_000
-
-
-def guess_content_type(key: str) -> str:
-    """The Content-Type s3fuse gives an object: from its name, as s3fs-fuse does."""
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def part_size_for(size: int, preferred: int) -> int:
@@ -43,13 +37,13 @@ def read_range(path: str, offset: int, length: int) -> bytes:
 
 
 async def upload_file(client: S3Client, key: str, path: str, size: int, *, threshold: int, part_size: int,
-                      metadata: Mapping[str, str] | None = None, content_type: str = "") -> str:
+                      metadata: Mapping[str, str] | None = None) -> str:
     """The new object's ETag."""
     if size < max(threshold, MIN_PART):
         data = await trio.to_thread.run_sync(read_range, path, 0, size)
-        return await client.put(key, data, metadata, content_type)
+        return await client.put(key, data, metadata)
     part = part_size_for(size, part_size)
-    upload_id = await client.create_multipart(key, metadata, content_type)
+    upload_id = await client.create_multipart(key, metadata)
     try:
         async def send(number: int) -> str:
             offset = (number - 1) * part

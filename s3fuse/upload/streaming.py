@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import trio
 
 from s3fuse.s3.client import S3Client
-from s3fuse.upload.staged import MIN_PART, abort_quietly, guess_content_type, remove_quietly
+from s3fuse.upload.staged import MIN_PART, abort_quietly, remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class StreamingUpload:
     async def _send(self, partition: Partition) -> None:
         partition.close()
         if not self.upload_id:
-            self.upload_id = await self.client.create_multipart(self.key, self.metadata, guess_content_type(self.key))
+            self.upload_id = await self.client.create_multipart(self.key, self.metadata)
         self.pending += 1
         self.all_sent = trio.Event() if self.all_sent.is_set() else self.all_sent
         self.nursery.start_soon(self._upload, partition)
@@ -137,7 +137,7 @@ class StreamingUpload:
         if not self.started():
             path = self.take_local()
             data = await trio.to_thread.run_sync(read_all, path) if path else b""
-            etag = await self.client.put(self.key, data, self.metadata, guess_content_type(self.key))
+            etag = await self.client.put(self.key, data, self.metadata)
             if path:
                 remove_quietly(path)
             return etag
