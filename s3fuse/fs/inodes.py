@@ -57,6 +57,11 @@ class Inode:
     generation: int = 0  # bumped when another writer replaced the object: the kernel then drops its inode
     kernel_generation: int = 0  # the generation the kernel last got with this inode (its size is that version's)
 
+    def handed(self) -> None:
+        """The kernel holds one more reference to the inode (an entry reply), and knows this version of it."""
+        self.lookups += 1
+        self.kernel_generation = self.generation
+
     @property
     def detached(self) -> bool:
         """Its name is gone (unlinked, or renamed over): only the kernel and open handles still hold it."""
@@ -417,6 +422,16 @@ class InodeTable:
             raise OSError(errno.ENOENT, inode.path)
         inode = self.remember(inode.path, info, False)
         self.saved(inode)  # another writer's version: the listing must not bring the old one back after a forget
+        return inode
+
+    async def as_the_kernel_knows(self, inode: Inode) -> Inode:
+        """`refresh` for a kernel request about an inode: the object must still be the version the kernel was
+        given. A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
+        request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
+        again, which gives it the new version."""
+        inode = await self.refresh(inode)
+        if inode.generation != inode.kernel_generation:
+            raise OSError(errno.ESTALE, f"{inode.path} was replaced since the kernel looked it up")
         return inode
 
     # -- our own changes -------------------------------------------------------------------------------------

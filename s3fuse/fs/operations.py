@@ -142,14 +142,8 @@ class Operations(pyfuse3.Operations):
 
     def entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
         """Attributes handed to the kernel with a new reference (lookup, create, mkdir, symlink)."""
-        self.handed(inode)
+        inode.handed()
         return self.attributes(inode)
-
-    @staticmethod
-    def handed(inode: Inode) -> None:
-        """The kernel holds one more reference to the inode, and knows this version of it."""
-        inode.lookups += 1
-        inode.kernel_generation = inode.generation
 
     def changed(self, inode: Inode, **times: int) -> None:
         """Record a metadata change time (and other times) in the overlay."""
@@ -195,18 +189,8 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.table.get(inode)
         if self.files.get(inode) is None:
-            node = await self.same_version(node)
+            node = await self.table.as_the_kernel_knows(node)
         return self.attributes(node)
-
-    async def same_version(self, node: Inode) -> Inode:
-        """The inode's attributes at most a TTL old, when the object is still the version the kernel looked up.
-        A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
-        request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
-        again, which gives it the new version."""
-        node = await self.table.refresh(node)
-        if node.generation != node.kernel_generation:
-            raise OSError(errno.ESTALE, f"{node.path} was replaced since the kernel looked it up")
-        return node
 
     @errno_boundary
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
@@ -299,7 +283,7 @@ class Operations(pyfuse3.Operations):
                 continue
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode), index + 1):
                 return
-            self.handed(inode)
+            inode.handed()
 
     @errno_boundary
     async def releasedir(self, fh: int) -> None:
@@ -348,7 +332,7 @@ class Operations(pyfuse3.Operations):
         writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
         mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
         if self.files.get(inode) is None:
-            node = await self.same_version(node)
+            node = await self.table.as_the_kernel_knows(node)
         file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         if flags & os.O_TRUNC and writable:
             async with file.lock:
