@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from s3fuse.cache.blocks import IN_FLIGHT_BYTES
 from s3fuse.embedded import LocalS3
 from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
@@ -117,6 +118,23 @@ def test_a_sequential_read_fetches_ahead_in_parallel_within_threads_max(mount_fa
             assert reader.read() == data
         assert proxy.count("GetObject") == 10  # each block once, none twice
         assert proxy.peak["GetObject"] == 4  # read ahead in parallel, never beyond threads.max
+
+
+def test_blocks_in_flight_for_all_readers_stay_within_their_byte_limit(mount_factory: MountFactory,
+                                                                      s3_server: LocalS3, bucket: str) -> None:
+    block = 8 * MiB
+    files = {f"long{n}.bin": random.Random(20 + n).randbytes(80 * MiB) for n in range(3)}
+    for key, data in files.items():
+        s3_server.client().put_object(Bucket=bucket, Key=key, Body=data)
+    with recording_proxy(s3_server.endpoint, bucket, hold_gets) as proxy:
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}",
+                                "alluxio.user.client.cache.page.size=8MB")
+        with ThreadPoolExecutor(len(files)) as pool:  # each reader's window alone would be 8 blocks ahead
+            bodies = dict(zip(files, pool.map(lambda key: (mounted.path / key).read_bytes(), files), strict=True))
+        assert bodies == files
+        # prefetched blocks on their way stay within IN_FLIGHT_BYTES; a block a reader waits for is always fetched
+        assert proxy.peak["GetObject"] <= IN_FLIGHT_BYTES // block + len(files)
+        assert proxy.count("GetObject") == 3 * 10  # each block once
 
 
 def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_factory: MountFactory,
