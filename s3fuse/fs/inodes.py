@@ -494,17 +494,17 @@ class InodeTable:
         if listing is not None:  # also a name the listing lost (the file was removed, then written again)
             listing.entries[name] = entry
 
-    def took_copies(self, new_path: str, is_dir: bool, etags: dict[str, str]) -> tuple[Retag, ...]:
+    def took_copies(self, new_path: str, is_dir: bool, copies: dict[str, tuple[str, str]]) -> tuple[Retag, ...]:
         """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the inodes
         moved to `new_path` (and below it, for a directory) and their listing entries take the copies' ETags
-        (`etags` by key). The inodes whose ETag changed: (number, old ETag, new ETag)."""
+        (`copies`: key -> source's ETag, copy's). The inodes whose ETag changed: (number, old ETag, new ETag)."""
         below = new_path + "/"
         moved = [(path, ino) for path, ino in self.by_path.items() if path.startswith(below)] if is_dir \
             else [(new_path, self.by_path[new_path])] if new_path in self.by_path else []
         changed: list[Retag] = []
         for path, ino in moved:
             inode = self.by_ino[ino]
-            etag = etags.get(self.key(path), "")
+            etag = copies.get(self.key(path), ("", ""))[1]
             if etag and inode.etag and etag != inode.etag:
                 changed.append((ino, inode.etag, etag))
                 if inode.page_cache_etag == inode.etag:

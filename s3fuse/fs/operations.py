@@ -513,8 +513,7 @@ class Operations(pyfuse3.Operations):
             overlay.retag(key, was, etag)
         self.cache.drop(mount.client.bucket, old_key)
         self.table.moved(source.path, new_path)
-        etags = {key: etag for key, (_, etag) in copies.items()}
-        self.files.retag(self.table.took_copies(new_path, source.is_dir, etags))
+        self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
