@@ -113,34 +113,38 @@ def test_a_damaged_block_file_is_dropped_not_returned(tmp_path: Path, damage: st
         assert not cache.has(key)  # dropped, so the next read fetches it again
 
 
-class SlowServer:
-    """Stands in for S3Client below the block cache: every GET waits until released, and is counted."""
+class ObjectServer:
+    """Stands in for S3Client below the block cache: records the ranges asked for, serves `data` (or, without
+    it, each block filled with its number) and holds every GET until `released` is set, if asked to."""
 
     bucket = "b"
 
-    def __init__(self) -> None:
+    def __init__(self, data: bytes | None = None, held: bool = False) -> None:
+        self.data = data
         self.released = trio.Event()
-        self.gets = 0
+        if not held:
+            self.released.set()
+        self.ranges: list[tuple[int, int]] = []
 
     async def get_range(self, key: str, start: int, end: int, etag: str = "",
                         into: memoryview | None = None) -> memoryview:
-        self.gets += 1
+        self.ranges.append((start, end))
         await self.released.wait()
         assert into is not None
-        into[:] = bytes([start // BLOCK % 256]) * (end - start)
+        into[:] = self.data[start:end] if self.data is not None else bytes([start // BLOCK % 256]) * (end - start)
         return into
 
 
 def test_prefetch_keeps_a_byte_bound_on_blocks_in_flight() -> None:
     async def main() -> None:
-        server = SlowServer()
+        server = ObjectServer(held=True)
         cache = BlockCache(BLOCK, 16 * BLOCK, None)
         version = Version(cast(Any, server), "big", "etag", 1000 * BLOCK)
         async with trio.open_nursery() as nursery:
             cache.nursery = nursery
             cache.prefetch(version, range(1, 1000))
             await trio.testing.wait_all_tasks_blocked()
-            assert len(cache.fetching) == server.gets == IN_FLIGHT_BYTES // BLOCK
+            assert len(cache.fetching) == len(server.ranges) == IN_FLIGHT_BYTES // BLOCK
             server.released.set()
             first = await cache.block(version, 0)  # a block a reader needs is fetched regardless
             assert bytes(first[:1]) == b"\0"
@@ -150,8 +154,7 @@ def test_prefetch_keeps_a_byte_bound_on_blocks_in_flight() -> None:
 def test_small_objects_get_buffers_of_their_own_size() -> None:
     """Thousands of small files in memory must not each map a whole block (the kernel limits mappings)."""
     async def main() -> None:
-        server = SlowServer()
-        server.released.set()
+        server = ObjectServer()
         cache = BlockCache(BLOCK, 16 * BLOCK, None)
         for number in range(100):
             view = await cache.block(Version(cast(Any, server), f"small{number}", "etag", 4096), 0)
@@ -165,8 +168,7 @@ def test_an_evicted_block_a_reader_still_holds_keeps_its_bytes() -> None:
     """The memory tier holds two blocks; a reader's view of block 0 must survive block 0's eviction and the
     fetches after it (its buffer is not reused while viewed), and buffers nobody views are reused."""
     async def main() -> None:
-        server = SlowServer()
-        server.released.set()
+        server = ObjectServer()
         cache = BlockCache(BLOCK, 2 * BLOCK, None)
         version = Version(cast(Any, server), "big", "etag", 8 * BLOCK)
         held = await cache.block(version, 0)
@@ -178,23 +180,6 @@ def test_an_evicted_block_a_reader_still_holds_keeps_its_bytes() -> None:
         assert cache.pool.free  # the blocks nobody held went back to the pool
         assert all(buffer is not held.obj for buffer in cache.pool.free)
     trio.run(main)
-
-
-class ObjectServer:
-    """Stands in for S3Client: serves one object's bytes and records the ranges asked for."""
-
-    bucket = "b"
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.ranges: list[tuple[int, int]] = []
-
-    async def get_range(self, key: str, start: int, end: int, etag: str = "",
-                        into: memoryview | None = None) -> memoryview:
-        self.ranges.append((start, end))
-        assert into is not None
-        into[:] = self.data[start:end]
-        return into
 
 
 def test_a_random_read_of_a_block_on_disk_reads_and_checks_one_piece(tmp_path: Path) -> None:
