@@ -7,12 +7,13 @@ bytes; a failed commit keeps them in the recovery folder and says where.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -378,14 +379,21 @@ class OpenFiles:
         file.handles += 1
         return file
 
-    async def commit_below(self, client: S3Client, prefix: str) -> list[OpenFile]:
-        """The open files under `prefix` (a directory about to be renamed), their pending bytes uploaded first."""
-        below = [file for file in self.files.values()
-                 if file.key.startswith(prefix) and file.client is client and not file.unlinked]
-        for file in below:
-            async with file.lock:
+    def below(self, client: S3Client, prefix: str) -> list[OpenFile]:
+        """The open files under `prefix` (a directory about to be renamed)."""
+        return [file for file in self.files.values()
+                if file.key.startswith(prefix) and file.client is client and not file.unlinked]
+
+    @contextlib.asynccontextmanager
+    async def held(self, files: Sequence[OpenFile]) -> AsyncIterator[None]:
+        """The files locked, their pending bytes uploaded, until a rename has copied them and moved their keys:
+        a flush or a write in between would upload to the old key after the copy had read it, and be lost.
+        Locked in inode order, so two renames over the same files cannot each wait for the other."""
+        async with contextlib.AsyncExitStack() as stack:
+            for file in sorted(files, key=lambda file: file.inode.ino):
+                await stack.enter_async_context(file.lock)
                 await file.commit()
-        return below
+            yield
 
     def retag(self, changed: Sequence[Retag]) -> None:
         """Open files whose object our own copy gave another ETag (the same bytes) read on under it."""

@@ -502,18 +502,24 @@ class Operations(pyfuse3.Operations):
             else:
                 await self.detach(target)
         old_key, new_key = self.table.key(source.path), self.table.key(new_path)
-        if source.is_dir:
-            copies = await self.rename_dir(mount, source.path, new_path)
-        else:
-            copy = await self.rename_file(mount, source, new_key)
-            copies = {new_key: (source.etag, copy)}
-        overlay = self.overlay_of(source.path)
-        overlay.rename(old_key, new_key)
-        for key, (was, etag) in copies.items():  # times set through the mount follow a copy's new ETag
-            overlay.retag(key, was, etag)
-        self.cache.drop(mount.client.bucket, old_key)
-        self.table.moved(source.path, new_path)
-        self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
+        moving = self.moving(mount, source)
+        async with self.files.held(moving):
+            if source.is_dir:
+                old_prefix, new_prefix = self.table.dir_prefix(source.path), self.table.dir_prefix(new_path)
+                copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
+            else:
+                old_prefix, new_prefix = old_key, new_key
+                copy = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
+                copies = {new_key: (source.etag, copy)}
+            for file in moving:  # open files move with their handles: later bytes go to the new keys
+                file.key = new_prefix + file.key[len(old_prefix):]
+            overlay = self.overlay_of(source.path)
+            overlay.rename(old_key, new_key)
+            for key, (was, etag) in copies.items():  # times set through the mount follow a copy's new ETag
+                overlay.retag(key, was, etag)
+            self.cache.drop(mount.client.bucket, old_key)
+            self.table.moved(source.path, new_path)
+            self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)
         self.dir_changed(old_parent.path)
@@ -527,27 +533,12 @@ class Operations(pyfuse3.Operations):
                 return None
             raise
 
-    async def rename_file(self, mount: Mount, source: Inode, new_key: str) -> str:
-        """An open file moves with its handles: pending bytes are uploaded first, later ones go to the new key.
-        The moved object's ETag."""
+    def moving(self, mount: Mount, source: Inode) -> list[OpenFile]:
+        """The open files a rename of `source` moves: the file's own, or every one below the directory."""
+        if source.is_dir:
+            return self.files.below(mount.client, self.table.dir_prefix(source.path))
         file = self.files.get(source.ino)
-        if file is not None:
-            async with file.lock:
-                await file.commit()
-                file.key = new_key
-        return await changes.rename_file(mount.client, mount.config, self.table.key(source.path), new_key,
-                                         source.size)
-
-    async def rename_dir(self, mount: Mount, old_path: str, new_path: str) -> dict[str, tuple[str, str]]:
-        """Files open below the directory move with it, as a renamed file does: pending bytes are uploaded
-        first (or they would land under the old name), later ones go to the new keys. By the copies' keys: the
-        source's ETag and the copy's."""
-        old_prefix, new_prefix = self.table.dir_prefix(old_path), self.table.dir_prefix(new_path)
-        below = await self.files.commit_below(mount.client, old_prefix)
-        etags = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
-        for file in below:
-            file.key = new_prefix + file.key[len(old_prefix):]
-        return etags
+        return [] if file is None else [file]
 
     # -- symlinks and links ----------------------------------------------------------------------------------
 

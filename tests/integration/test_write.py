@@ -401,6 +401,42 @@ def test_a_directory_renamed_under_an_open_file_takes_its_pending_bytes(mounted:
     assert not [key for key in s3_keys(mounted) if key.startswith("d/")]  # the old directory stays gone
 
 
+@pytest.mark.parametrize(("moved", "mangle"), [("directory", "late"), ("file", "stall")])
+def test_bytes_written_back_while_a_rename_copies_reach_the_new_name(mount_factory: MountFactory, moved: str,
+                                                                      mangle: str) -> None:
+    """Bytes that reach the mount while a rename copies (the kernel writes back a file's dirty pages; a
+    directory's files are not locked by the rename) wait for it: uploaded to the old key after the copy read
+    it, they were deleted with it, or overwritten by the copy, and the file was clean, so lost."""
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    (mounted.path / "d").mkdir()
+    (mounted.path / "d" / "f").write_bytes(b"old!")
+    fd = os.open(mounted.path / "d" / "f", os.O_RDWR)
+    copying = threading.Event()
+
+    def slow_copy(request: Request) -> Mangle | None:
+        if request.operation == "CopyObject":
+            copying.set()
+            return Mangle(mangle, 1.0)  # `late`: copied at once, answered later; `stall`: copied later
+        return None
+
+    mounted.proxy.fault = slow_copy
+    source, target, new_key = {"directory": ("d", "e", "e/f"), "file": ("d/f", "d/g", "d/g")}[moved]
+    renamer = threading.Thread(target=os.rename, args=(mounted.path / source, mounted.path / target))
+    try:
+        os.pwrite(fd, b"NEW!", 0)  # dirty in the kernel's writeback cache
+        renamer.start()
+        assert copying.wait(30)
+        os.fsync(fd) if moved == "directory" else os.close(fd)
+    finally:
+        renamer.join(30)
+        if moved == "directory":
+            os.close(fd)
+    assert s3_bytes(mounted, new_key) == b"NEW!"
+    assert (mounted.path / new_key).read_bytes() == b"NEW!"
+    assert "d/f" not in s3_keys(mounted)
+
+
 def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
     client = mounted.client()
