@@ -295,9 +295,20 @@ class Operations(pyfuse3.Operations):
         parent, path, mount = await self.new_name(parent_inode, name)
         await changes.make_marker(mount.client, self.table.dir_prefix(path))
         inode = self.table.created(path, is_dir=True)
-        self.changed(inode, mode=stat.S_IFDIR | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.changed(inode, **self.created_by(parent, ctx, stat.S_IFDIR | stat.S_IMODE(mode)), mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         return self.entry(inode)
+
+    def created_by(self, parent: Inode, ctx: pyfuse3.RequestContext, mode: int) -> dict[str, int]:
+        """Mode and owner of a new entry. A set-group-ID directory gives it its group, and a new directory its
+        set-group-ID bit too, as Linux file systems do (the kernel leaves this to a FUSE file system): shared
+        group directories rely on it."""
+        parent_attributes = self.attributes(parent)
+        if not parent_attributes.st_mode & stat.S_ISGID:
+            return {"mode": mode, "uid": ctx.uid, "gid": ctx.gid}
+        if stat.S_ISDIR(mode):
+            mode |= stat.S_ISGID
+        return {"mode": mode, "uid": ctx.uid, "gid": parent_attributes.st_gid}
 
     async def new_name(self, parent_inode: int, name: bytes) -> tuple[Inode, str, Mount]:
         """The parent, path and mount of a name about to be created: writable, and free (else EEXIST)."""
@@ -355,7 +366,7 @@ class Operations(pyfuse3.Operations):
         parent, path, mount = await self.new_name(parent_inode, name)
         inode = self.table.created(path, is_dir=False)
         file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
-        self.changed(inode, mode=stat.S_IFREG | stat.S_IMODE(mode), uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         self.table.pin(inode.ino)
         handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
@@ -552,7 +563,7 @@ class Operations(pyfuse3.Operations):
         inode = self.table.created(path, is_dir=False)
         inode.size, inode.etag, inode.metadata = len(target), etag, metadata
         self.table.saved(inode)  # its listing entry: a lookup after the kernel forgets it reads len(target)
-        self.changed(inode, mode=SYMLINK_MODE, uid=ctx.uid, gid=ctx.gid, mtime=-1, atime=-1)
+        self.changed(inode, **self.created_by(parent, ctx, SYMLINK_MODE), mtime=-1, atime=-1)
         self.dir_changed(parent.path)
         return self.entry(inode)
 

@@ -64,6 +64,28 @@ def test_sticky_directory_protects_other_users_files(root: Path) -> None:
     assert as_user(NOBODY, f"os.unlink({str(root / 'tmp' / 'own')!r})") == 0
 
 
+def test_a_set_group_id_directory_passes_its_group_on(root: Path) -> None:
+    os.mkdir(root / "shared")
+    os.chown(root / "shared", 0, 4242)
+    os.chmod(root / "shared", 0o2775)
+    (root / "shared" / "f").write_bytes(b"x")
+    os.mkdir(root / "shared" / "d", 0o755)
+    os.symlink("f", root / "shared" / "l")
+    assert os.stat(root / "shared" / "f").st_gid == 4242
+    assert os.lstat(root / "shared" / "l").st_gid == 4242
+    directory = os.stat(root / "shared" / "d")
+    assert (directory.st_gid, directory.st_mode & 0o7777) == (4242, 0o2755 & ~current_umask())
+    os.mkdir(root / "plain")
+    (root / "plain" / "f").write_bytes(b"x")
+    assert os.stat(root / "plain" / "f").st_gid == os.getegid()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask & 0o777
+
+
 def test_directory_without_search_permission(root: Path) -> None:
     os.mkdir(root / "closed")
     (root / "closed" / "f").write_bytes(b"x")
