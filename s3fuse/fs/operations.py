@@ -8,6 +8,7 @@ namespace changes through changes.py, attributes through the inode table and the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import logging
@@ -89,6 +90,9 @@ class Operations(pyfuse3.Operations):
         self.files = files
         files.uploaded = self.uploaded
         self.handles = HandleTable()
+        # chmod, chown and times of inodes whose name is gone while the kernel or a handle holds them (fstat of
+        # an unlinked open file): their overlay row went with the name
+        self.orphans: dict[int, Meta] = {}
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
         self.enable_writeback_cache = not mount.config.streaming_upload
@@ -111,7 +115,18 @@ class Operations(pyfuse3.Operations):
     def meta(self, inode: Inode) -> Meta | None:
         if inode.ino not in self.table.by_ino:
             return None
+        if inode.detached:
+            return self.orphans.get(inode.ino)
         return self.overlay_of(inode.path).get(self.table.key(inode.path))
+
+    def orphan(self, inode: Inode) -> None:
+        """`inode` is about to lose its name: its metadata stays with it while it is held."""
+        self.orphans[inode.ino] = dataclasses.replace(self.meta(inode) or Meta())
+
+    def drop_orphan(self, ino: int) -> None:
+        """Forget an orphan's metadata once nothing holds the inode."""
+        if ino not in self.table.by_ino:
+            self.orphans.pop(ino, None)
 
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
         meta = self.meta(inode) or Meta()
@@ -126,7 +141,10 @@ class Operations(pyfuse3.Operations):
         if kind == stat.S_IFLNK:
             permissions = 0o777
         attrs.st_mode = kind | permissions
-        attrs.st_nlink = 2 + self.table.subdirectories(inode.path) if inode.is_dir else 1
+        if inode.detached:
+            attrs.st_nlink = 0
+        else:
+            attrs.st_nlink = 2 + self.table.subdirectories(inode.path) if inode.is_dir else 1
         attrs.st_uid = identity.uid if meta.uid is None else meta.uid
         attrs.st_gid = identity.gid if meta.gid is None else meta.gid
         attrs.st_rdev = 0
@@ -150,6 +168,11 @@ class Operations(pyfuse3.Operations):
         now = time.time_ns()
         values: dict[str, int | str] = {"ctime": now, "etag": inode.etag}
         values.update({name: (now if value < 0 else value) for name, value in times.items()})
+        if inode.detached:
+            kept = self.orphans.get(inode.ino)
+            for name, value in values.items() if kept is not None else ():
+                setattr(kept, name, value)
+            return
         self.overlay_of(inode.path).update(self.table.key(inode.path), **values)
 
     def dir_changed(self, path: str) -> None:
@@ -241,6 +264,7 @@ class Operations(pyfuse3.Operations):
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
             self.table.forget(ino, count)
+            self.drop_orphan(ino)
 
     @errno_boundary
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
@@ -328,8 +352,10 @@ class Operations(pyfuse3.Operations):
         self.not_a_mount_point(inode.path)
         mount = self.changing(inode.path)
         await changes.remove_dir(mount.client, self.table.dir_prefix(inode.path))
+        self.orphan(inode)
         self.overlay_of(inode.path).delete(self.table.key(inode.path))
         self.table.removed(inode.path)
+        self.drop_orphan(inode.ino)
         await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
         self.dir_changed(parent.path)
 
@@ -452,6 +478,7 @@ class Operations(pyfuse3.Operations):
             self.table.saved(handle.file.inode)
             self.table.settled(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)
+        self.drop_orphan(handle.file.inode.ino)
 
     # -- namespace -------------------------------------------------------------------------------------------
 
@@ -467,8 +494,10 @@ class Operations(pyfuse3.Operations):
         # not a new file S3 never held (an open file truncated to 0 still is; a streamed one is once detached)
         if file is None or inode.etag or file.base_etag:
             await mount.client.delete(key)
+        self.orphan(inode)
         self.overlay_of(inode.path).delete(key)
         self.table.removed(inode.path)
+        self.drop_orphan(inode.ino)
         self.cache.drop(mount.client.bucket, key)
         await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
         self.dir_changed(parent.path)
@@ -502,6 +531,7 @@ class Operations(pyfuse3.Operations):
             raise OSError(errno.EINVAL, "cannot move a directory into itself")
         target = await self.existing(new_parent, name_new)
         if target is not None:
+            self.orphan(target)
             if flags & pyfuse3.RENAME_NOREPLACE:
                 raise OSError(errno.EEXIST, new_path)
             if source.is_dir and not target.is_dir:
@@ -530,6 +560,8 @@ class Operations(pyfuse3.Operations):
                 overlay.retag(key, was, etag)
             self.cache.drop(mount.client.bucket, old_key)
             self.table.moved(source.path, new_path)
+            if target is not None:
+                self.drop_orphan(target.ino)
             self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
         await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
         self.changed(source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -78,6 +79,27 @@ def test_a_set_group_id_directory_passes_its_group_on(root: Path) -> None:
     os.mkdir(root / "plain")
     (root / "plain" / "f").write_bytes(b"x")
     assert os.stat(root / "plain" / "f").st_gid == os.getegid()
+
+
+def test_an_unlinked_open_file_keeps_its_metadata(root: Path) -> None:
+    path = root / "doomed"
+    path.write_bytes(b"")
+    os.chmod(path, 0o640)
+    os.chown(path, NOBODY, NOBODY)
+    path.write_bytes(b"Hello, World!")  # the write makes the kernel ask for the attributes again
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.unlink(path)
+        found = os.fstat(fd)
+        assert (found.st_nlink, stat.S_IMODE(found.st_mode), found.st_uid, found.st_gid, found.st_size) == (
+            0, 0o640, NOBODY, NOBODY, 13)
+        os.fchmod(fd, 0o600)
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+        assert os.read(fd, 100) == b"Hello, World!"
+    finally:
+        os.close(fd)
+    path.write_bytes(b"new")  # a new file of the same name owes nothing to the old one
+    assert (stat.S_IMODE(os.stat(path).st_mode), os.stat(path).st_uid) == (0o644 & ~current_umask(), 0)
 
 
 def current_umask() -> int:
