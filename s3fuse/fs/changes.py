@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import logging
 from datetime import datetime
+from typing import NamedTuple
 
 from s3fuse.config import Config
+from s3fuse.fs.inodes import ns
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import ObjectInfo, S3Client, guess_content_type
 from s3fuse.upload.staged import copy_object
@@ -52,6 +54,15 @@ async def all_keys(client: S3Client, prefix: str) -> list[ObjectInfo]:
         token = page.next_token
 
 
+class Copy(NamedTuple):
+    """One object a rename copied: the source's ETag and modification time, and the copy's ETag (a multipart
+    object's copy gets a new one, and S3 gives every copy a new LastModified)."""
+
+    was: str
+    etag: str
+    mtime_ns: int
+
+
 async def rename_file(client: S3Client, config: Config, source: str, target: str, size: int) -> str:
     """The moved object's ETag. A new name with another type (`x.tmp` renamed to `x.json`, as editors and
     atomic saves do) gets its Content-Type, as s3fs-fuse gives it."""
@@ -62,25 +73,25 @@ async def rename_file(client: S3Client, config: Config, source: str, target: str
 
 
 async def rename_dir(client: S3Client, config: Config, source_prefix: str, target_prefix: str
-                     ) -> dict[str, tuple[str, str]]:
+                     ) -> dict[str, Copy]:
     """Copy every key under the prefix (in parallel, bounded by the object-store service threads), then delete
-    the originals in batches; a failure before the deletes leaves the source whole. By the copies' keys: the
-    source's ETag and the copy's."""
+    the originals in batches; a failure before the deletes leaves the source whole. The copies, by their keys."""
     objects = await all_keys(client, source_prefix)
     keys = {info.key for info in objects}
     if source_prefix not in keys:  # an implicit directory: give the target a marker of its own
         objects.append(ObjectInfo(source_prefix, 0, "", objects[0].mtime if objects else datetime.now().astimezone()))
 
-    etags: dict[str, tuple[str, str]] = {}
+    copies: dict[str, Copy] = {}
 
     async def copy(info: ObjectInfo) -> None:
         target = target_prefix + info.key[len(source_prefix):]
         if info.key == source_prefix and info.key not in keys:
             await make_marker(client, target)
         else:
-            etags[target] = (info.etag, await copy_object(client, info.key, target, info.size,
-                                                          config.partition_size, config.service_threads))
+            etag = await copy_object(client, info.key, target, info.size, config.partition_size,
+                                     config.service_threads)
+            copies[target] = Copy(info.etag, etag, ns(info.mtime))
 
     await bounded_map(copy, objects, config.service_threads)
     await client.delete_many(sorted(keys))
-    return etags
+    return copies

@@ -19,12 +19,16 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from s3fuse.fs.listing import EPOCH, Entry, list_directory, merge, name_problem, tree_entries
 from s3fuse.fs.listing import join_path as join
 from s3fuse.fs.namespace import Namespace
 from s3fuse.parallel import gather
 from s3fuse.s3.client import ObjectInfo, S3Client
+
+if TYPE_CHECKING:
+    from s3fuse.fs.changes import Copy
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,9 @@ def parent_of(path: str) -> str:
 
 
 def ns(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000_000)
+    """An S3 time in whole seconds: a HEAD tells seconds, some servers' listings milliseconds (RGW), and one
+    object must not show two times depending on which of them the mount asked last."""
+    return int(moment.timestamp()) * 1_000_000_000
 
 
 class InodeTable:
@@ -494,17 +500,18 @@ class InodeTable:
         if listing is not None:  # also a name the listing lost (the file was removed, then written again)
             listing.entries[name] = entry
 
-    def took_copies(self, new_path: str, is_dir: bool, copies: dict[str, tuple[str, str]]) -> tuple[Retag, ...]:
+    def took_copies(self, new_path: str, is_dir: bool, copies: dict[str, Copy]) -> tuple[Retag, ...]:
         """A copy does not always keep its source's ETag (a multipart object's copy gets its own): the inodes
         moved to `new_path` (and below it, for a directory) and their listing entries take the copies' ETags
-        (`copies`: key -> source's ETag, copy's). The inodes whose ETag changed: (number, old ETag, new ETag)."""
+        (`copies`, by key). The inodes whose ETag changed: (number, old ETag, new ETag)."""
         below = new_path + "/"
         moved = [(path, ino) for path, ino in self.by_path.items() if path.startswith(below)] if is_dir \
             else [(new_path, self.by_path[new_path])] if new_path in self.by_path else []
         changed: list[Retag] = []
         for path, ino in moved:
             inode = self.by_ino[ino]
-            etag = copies.get(self.key(path), ("", ""))[1]
+            copy = copies.get(self.key(path))
+            etag = copy.etag if copy is not None else ""
             if etag and inode.etag and etag != inode.etag:
                 changed.append((ino, inode.etag, etag))
                 if inode.page_cache_etag == inode.etag:

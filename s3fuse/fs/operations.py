@@ -550,14 +550,16 @@ class Operations(pyfuse3.Operations):
                 copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
             else:
                 old_prefix, new_prefix = old_key, new_key
-                copy = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
-                copies = {new_key: (source.etag, copy)}
+                etag = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
+                shown = self.attributes(source)
+                copies = {new_key: changes.Copy(source.etag, etag, shown.st_mtime_ns)}
             for file in moving:  # open files move with their handles: later bytes go to the new keys
                 file.key = new_prefix + file.key[len(old_prefix):]
             overlay = self.overlay_of(source.path)
             overlay.rename(old_key, new_key)
-            for key, (was, etag) in copies.items():  # times set through the mount follow a copy's new ETag
-                overlay.retag(key, was, etag)
+            for key, copy in copies.items():
+                if not key.endswith("/"):  # a directory's marker: its times are not the overlay's
+                    overlay.copied(key, *copy)
             self.cache.drop(mount.client.bucket, old_key)
             self.table.moved(source.path, new_path)
             if target is not None:

@@ -88,6 +88,16 @@ class Overlay:
         if meta is not None and meta.etag == old_etag != new_etag:
             self.update(key, etag=new_etag)
 
+    def copied(self, key: str, was: str, etag: str, mtime_ns: int) -> None:
+        """A rename copied version `was` of an object to `key` as `etag`: times set through the mount follow
+        the copy; without an mtime of its own it keeps its source's (`mtime_ns`), since a rename changes no
+        file's mtime, while S3 gives the copy a new LastModified."""
+        meta = self.get(key)
+        if meta is not None and meta.mtime is not None and meta.etag in (None, was):
+            self.retag(key, was, etag)
+        else:
+            self.update(key, mtime=mtime_ns, etag=etag)
+
     def delete(self, key: str) -> None:
         self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
         self.db.execute("DELETE FROM xattr WHERE key = ?", (key,))

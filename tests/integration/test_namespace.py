@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -239,6 +240,23 @@ def test_times_follow_a_directory_rename_that_gives_a_copy_a_new_etag(mount_fact
     Path("/proc/sys/vm/drop_caches").write_text("3")
     assert {name: os.stat(mounted.path / "e" / name).st_mtime_ns for name in ("big", "small")} == {
         "big": 3_000_000_000, "small": 3_000_000_000}
+
+
+@pytest.mark.parametrize("mode", ["staged", "streaming"])
+def test_a_rename_keeps_the_mtime_of_objects_written_elsewhere(mount_factory: MountFactory, mode: str) -> None:
+    """S3 gives a copy a new LastModified; the renamed file and the files of a renamed directory keep theirs."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0",
+                            *(["alluxio.underfs.s3.streaming.upload.enabled=true"] if mode == "streaming" else []))
+    client = mounted.client()
+    for key in ("solo.txt", "dir/inner.txt"):
+        client.put_object(Bucket=mounted.bucket, Key=key, Body=b"written elsewhere")
+    before = {name: os.stat(mounted.path / name).st_mtime_ns for name in ("solo.txt", "dir/inner.txt")}
+    time.sleep(1.1)  # S3 times are whole seconds: the copies' LastModified must differ from the originals'
+    os.rename(mounted.path / "solo.txt", mounted.path / "moved.txt")
+    os.rename(mounted.path / "dir", mounted.path / "moved")
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+    assert os.stat(mounted.path / "moved.txt").st_mtime_ns == before["solo.txt"]
+    assert os.stat(mounted.path / "moved" / "inner.txt").st_mtime_ns == before["dir/inner.txt"]
 
 
 def test_symlink_made_elsewhere_is_known_from_its_metadata(mount_factory: MountFactory) -> None:
