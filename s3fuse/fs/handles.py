@@ -110,6 +110,7 @@ class OpenFile:
     size: int
     stage: StageFile | None = None  # a local file holding every byte, once a write needed it
     dirty: bool = False
+    written_ns: int = 0  # when bytes were last written through this mount (0: never)
     streaming: StreamingUpload | None = None
     handles: int = 0
     unlinked: bool = False
@@ -225,7 +226,7 @@ class OpenFile:
         self.dirty = True
         self.recovered = None  # new bytes: a recovery copy made before them is no longer the file
         self.inode.size = self.size
-        self.inode.mtime_ns = time.time_ns()
+        self.inode.mtime_ns = self.written_ns = time.time_ns()
         self.inode.expires = float("inf")  # S3 knows less than we do until the upload
 
     # -- durability ------------------------------------------------------------------------------------------

@@ -109,8 +109,21 @@ class Operations(pyfuse3.Operations):
 
     def uploaded(self, file: OpenFile, replaced: str) -> None:
         """Our upload made a new version: the times set through this mount for the one it replaced (a `cp -p`
-        sets them before the close that uploads) are the new one's."""
-        self.overlay_of(file.inode.path).retag(file.key, replaced, file.inode.etag)
+        sets them before the close that uploads) are the new one's, unless bytes were written after them."""
+        overlay = self.overlay_of(file.inode.path)
+        written = self.written_after_times(file, overlay.get(file.key))
+        if written:
+            overlay.update(file.key, mtime=written, ctime=written, etag=file.inode.etag)
+        else:
+            overlay.retag(file.key, replaced, file.inode.etag)
+
+    def written_after_times(self, file: OpenFile | None, meta: Meta | None) -> int:
+        """When `file` was last written through the mount, if that was after its times last changed and the
+        kernel does not report write times itself (it does with its writeback cache, which streaming mode goes
+        without); else 0. POSIX: a write sets mtime and ctime."""
+        if file is None or self.enable_writeback_cache:
+            return 0
+        return file.written_ns if file.written_ns > ((meta.ctime if meta is not None else None) or 0) else 0
 
     def meta(self, inode: Inode) -> Meta | None:
         if inode.ino not in self.table.by_ino:
@@ -152,10 +165,11 @@ class Operations(pyfuse3.Operations):
         attrs.st_blksize = 1 << 20
         attrs.st_blocks = (attrs.st_size + 511) // 512
         current = meta.etag is None or meta.etag == inode.etag  # times set for this version of the object
-        mtime = meta.mtime if current and meta.mtime is not None else inode.mtime_ns
+        written = self.written_after_times(self.files.get(inode.ino), meta)
+        mtime = written or (meta.mtime if current and meta.mtime is not None else inode.mtime_ns)
         attrs.st_mtime_ns = mtime
         attrs.st_atime_ns = meta.atime if current and meta.atime is not None else mtime
-        attrs.st_ctime_ns = meta.ctime if current and meta.ctime is not None else mtime
+        attrs.st_ctime_ns = written or (meta.ctime if current and meta.ctime is not None else mtime)
         return attrs
 
     def entry(self, inode: Inode) -> pyfuse3.EntryAttributes:

@@ -437,6 +437,30 @@ def test_bytes_written_back_while_a_rename_copies_reach_the_new_name(mount_facto
     assert "d/f" not in s3_keys(mounted)
 
 
+def test_writes_in_streaming_mode_set_mtime_and_ctime(mount_factory: MountFactory) -> None:
+    """Without the writeback cache the kernel does not report write times: the mount records them, before and
+    after the upload, and a time set after the last write still wins (cp -p)."""
+    mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true")
+    path = mounted.path / "log.txt"
+    path.write_bytes(b"first line\n")
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    changed = os.stat(path).st_ctime_ns
+    with path.open("ab") as log:
+        log.write(b"appended\n")
+        log.flush()
+        during = os.fstat(log.fileno())
+        assert during.st_mtime_ns > changed and during.st_ctime_ns > changed
+    after = os.stat(path)
+    assert after.st_mtime_ns > changed and after.st_ctime_ns > changed
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, b"F", 0)
+    os.utime(fd, ns=(2_000_000_000, 2_000_000_000))  # set after the write: it stays
+    os.close(fd)
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+    assert os.stat(path).st_mtime_ns == 2_000_000_000
+    assert s3_bytes(mounted, "log.txt") == b"First line\nappended\n"
+
+
 def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
     client = mounted.client()
