@@ -181,6 +181,9 @@ class Operations(pyfuse3.Operations):
         """Record a metadata change time (and other times) in the overlay."""
         now = time.time_ns()
         values: dict[str, int | str] = {"ctime": now, "etag": inode.etag}
+        written = self.written_after_times(self.files.get(inode.ino), self.meta(inode))
+        if written:  # the row's ctime moves past the last write: its time must be in the row by then
+            values["mtime"] = written
         values.update({name: (now if value < 0 else value) for name, value in times.items()})
         if inode.detached:
             kept = self.orphans.get(inode.ino)
@@ -545,13 +548,13 @@ class Operations(pyfuse3.Operations):
             raise OSError(errno.EINVAL, "cannot move a directory into itself")
         target = await self.existing(new_parent, name_new)
         if target is not None:
-            self.orphan(target)
             if flags & pyfuse3.RENAME_NOREPLACE:
                 raise OSError(errno.EEXIST, new_path)
             if source.is_dir and not target.is_dir:
                 raise OSError(errno.ENOTDIR, new_path)
             if target.is_dir and not source.is_dir:
                 raise OSError(errno.EISDIR, new_path)
+            self.orphan(target)
             if target.is_dir:
                 await changes.remove_dir(mount.client, self.table.dir_prefix(target.path))
             else:
