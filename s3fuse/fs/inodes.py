@@ -366,10 +366,11 @@ class InodeTable:
         if self.negative.get(path, 0.0) >= self.now():
             raise OSError(errno.ENOENT, path)
         listing = self.cached_listing(parent.path)
-        if listing is None and self.large.get(parent.path, 0.0) < self.now():
+        if listing is None and self.ttl > 0 and self.large.get(parent.path, 0.0) < self.now():
             # one LIST of a small parent answers this lookup and all its siblings' (no HEAD + LIST each): its
             # whole subtree when that fits a page, else its own entries (a bucket root with big directories).
-            # Used as it comes back, not looked up again: with a TTL of 0 it has already expired.
+            # With a TTL of 0 no sibling could use it: a HEAD and a one-key LIST cost the same in any directory,
+            # where listing it costs by the key (rm -rf of n files would send n listings of up to n keys).
             listing = await self.load(parent.path, max_pages=1, page_keys=PROBE_KEYS) \
                 or await self.load_flat(parent.path, max_pages=1)
             if listing is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import stat
 import threading
 import time
@@ -257,6 +258,22 @@ def test_a_rename_keeps_the_mtime_of_objects_written_elsewhere(mount_factory: Mo
     Path("/proc/sys/vm/drop_caches").write_text("3")
     assert os.stat(mounted.path / "moved.txt").st_mtime_ns == before["solo.txt"]
     assert os.stat(mounted.path / "moved" / "inner.txt").st_mtime_ns == before["dir/inner.txt"]
+
+
+def test_lookups_with_no_metadata_ttl_do_not_list_the_directory(mount_factory: MountFactory) -> None:
+    """With a TTL of 0 a listing helps no other lookup: each lookup asks about its own name (HEAD and a one-key
+    LIST), so `rm -rf` of n files costs O(n) requests of O(1) keys, not n listings of the directory."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0", via_proxy=True)
+    assert mounted.proxy is not None
+    client = mounted.client()
+    for n in range(40):
+        client.put_object(Bucket=mounted.bucket, Key=f"many/f{n:02d}", Body=b"x")
+    mounted.proxy.reset()
+    shutil.rmtree(mounted.path / "many")
+    listings = [r for r in mounted.proxy.requests if r.operation == "ListObjectsV2"
+                and int(r.query.get("max-keys", ["1000"])[0]) > 2]
+    assert len(listings) <= 3  # the directory's own reads (readdir), not one per lookup
+    assert not keys(mounted)
 
 
 def test_symlink_made_elsewhere_is_known_from_its_metadata(mount_factory: MountFactory) -> None:
