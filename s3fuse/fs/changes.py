@@ -3,6 +3,7 @@ directories. Each function does the S3 side of one POSIX call; the inode table i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 from datetime import datetime
@@ -75,23 +76,31 @@ async def rename_file(client: S3Client, config: Config, source: str, target: str
 async def rename_dir(client: S3Client, config: Config, source_prefix: str, target_prefix: str
                      ) -> dict[str, Copy]:
     """Copy every key under the prefix (in parallel, bounded by the object-store service threads), then delete
-    the originals in batches; a failure before the deletes leaves the source whole. The copies, by their keys."""
+    the originals in batches; a failure before the deletes leaves the source whole and removes the copies made
+    (another client may have removed a key meanwhile). The copies, by their keys."""
     objects = await all_keys(client, source_prefix)
     keys = {info.key for info in objects}
     if source_prefix not in keys:  # an implicit directory: give the target a marker of its own
         objects.append(ObjectInfo(source_prefix, 0, "", objects[0].mtime if objects else datetime.now().astimezone()))
 
     copies: dict[str, Copy] = {}
+    markers: list[str] = []
 
     async def copy(info: ObjectInfo) -> None:
         target = target_prefix + info.key[len(source_prefix):]
         if info.key == source_prefix and info.key not in keys:
             await make_marker(client, target)
+            markers.append(target)
         else:
             etag = await copy_object(client, info.key, target, info.size, config.partition_size,
                                      config.service_threads)
             copies[target] = Copy(info.etag, etag, ns(info.mtime))
 
-    await bounded_map(copy, objects, config.service_threads)
+    try:
+        await bounded_map(copy, objects, config.service_threads)
+    except OSError:
+        with contextlib.suppress(OSError):  # the copy's error is the one to report
+            await client.delete_many(sorted([*copies, *markers]))
+        raise
     await client.delete_many(sorted(keys))
     return copies

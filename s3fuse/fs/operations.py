@@ -30,6 +30,7 @@ from s3fuse.fs.listing import Entry, name_problem
 from s3fuse.fs.listing import join_path as join
 from s3fuse.fs.namespace import Mount
 from s3fuse.fs.overlay import Meta, Overlay
+from s3fuse.fs.renames import NameGuard
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Operations(pyfuse3.Operations):
         # chmod, chown and times of inodes whose name is gone while the kernel or a handle holds them (fstat of
         # an unlinked open file): their overlay row went with the name
         self.orphans: dict[int, Meta] = {}
+        self.names = NameGuard()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
         self.enable_writeback_cache = not mount.config.streaming_upload
@@ -223,7 +225,8 @@ class Operations(pyfuse3.Operations):
             return self.entry(parent)
         if name == b"..":
             return self.entry(self.table.known(parent_of(parent.path)) or self.table.get(ROOT_INO))
-        return self.entry(await self.table.lookup(parent, decode(name)))
+        async with self.name_held(parent, name):
+            return self.entry(await self.table.lookup(parent, decode(name)))
 
     @errno_boundary
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -236,27 +239,28 @@ class Operations(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.table.get(inode)
-        self.changing(node.path)
-        if fields.update_size:
-            await self.truncate(node, attr.st_size, fh)
-        meta = self.meta(node) or Meta()
-        changes_: dict[str, int] = {}
-        if fields.update_mode:
-            kind = stat.S_IFMT(meta.mode) if meta.mode is not None else node.kind
-            changes_["mode"] = kind | stat.S_IMODE(attr.st_mode)
-        if fields.update_uid:
-            changes_["uid"] = attr.st_uid
-        if fields.update_gid:
-            changes_["gid"] = attr.st_gid
-        if fields.update_atime:
-            changes_["atime"] = attr.st_atime_ns
-        if fields.update_mtime:
-            changes_["mtime"] = attr.st_mtime_ns
-        if fields.update_ctime:
-            changes_["ctime"] = attr.st_ctime_ns
-        if changes_ or fields.update_size:
-            self.changed(node, **changes_)
-        return self.attributes(node)
+        async with self.names.changing_names(lambda: (node.path,)):
+            self.changing(node.path)
+            if fields.update_size:
+                await self.truncate(node, attr.st_size, fh)
+            meta = self.meta(node) or Meta()
+            changes_: dict[str, int] = {}
+            if fields.update_mode:
+                kind = stat.S_IFMT(meta.mode) if meta.mode is not None else node.kind
+                changes_["mode"] = kind | stat.S_IMODE(attr.st_mode)
+            if fields.update_uid:
+                changes_["uid"] = attr.st_uid
+            if fields.update_gid:
+                changes_["gid"] = attr.st_gid
+            if fields.update_atime:
+                changes_["atime"] = attr.st_atime_ns
+            if fields.update_mtime:
+                changes_["mtime"] = attr.st_mtime_ns
+            if fields.update_ctime:
+                changes_["ctime"] = attr.st_ctime_ns
+            if changes_ or fields.update_size:
+                self.changed(node, **changes_)
+            return self.attributes(node)
 
     async def truncate(self, node: Inode, size: int, fh: int | None) -> None:
         if node.is_dir:
@@ -304,9 +308,10 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         directory = self.table.get(inode)
-        if not directory.is_dir:
-            raise OSError(errno.ENOTDIR, directory.path)
-        return self.handles.add(DirHandle(directory, await self.entries_of(directory)))
+        async with self.names.changing_names(lambda: (directory.path,)):
+            if not directory.is_dir:
+                raise OSError(errno.ENOTDIR, directory.path)
+            return self.handles.add(DirHandle(directory, await self.entries_of(directory)))
 
     async def entries_of(self, directory: Inode) -> list[Entry]:
         return sorted((await self.table.list(directory)).values(), key=lambda entry: entry.name)
@@ -333,12 +338,13 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
                     ) -> pyfuse3.EntryAttributes:
-        parent, path, mount = await self.new_name(parent_inode, name)
-        await changes.make_marker(mount.client, self.table.dir_prefix(path))
-        inode = self.table.created(path, is_dir=True)
-        self.changed(inode, **self.created_by(parent, ctx, stat.S_IFDIR | stat.S_IMODE(mode)), mtime=-1, atime=-1)
-        self.dir_changed(parent.path)
-        return self.entry(inode)
+        async with self.name_held(self.table.get(parent_inode), name):
+            parent, path, mount = await self.new_name(parent_inode, name)
+            await changes.make_marker(mount.client, self.table.dir_prefix(path))
+            inode = self.table.created(path, is_dir=True)
+            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFDIR | stat.S_IMODE(mode)), mtime=-1, atime=-1)
+            self.dir_changed(parent.path)
+            return self.entry(inode)
 
     def created_by(self, parent: Inode, ctx: pyfuse3.RequestContext, mode: int) -> dict[str, int]:
         """Mode and owner of a new entry. A set-group-ID directory gives it its group, and a new directory its
@@ -350,6 +356,11 @@ class Operations(pyfuse3.Operations):
         if stat.S_ISDIR(mode):
             mode |= stat.S_ISGID
         return {"mode": mode, "uid": ctx.uid, "gid": parent_attributes.st_gid}
+
+    def name_held(self, parent: Inode, name: bytes) -> contextlib.AbstractAsyncContextManager[None]:
+        """The name kept apart from a rename of its directory (renames.py) while an operation works on it."""
+        text = decode(name)
+        return self.names.changing_names(lambda: (join(parent.path, text),))
 
     async def new_name(self, parent_inode: int, name: bytes) -> tuple[Inode, str, Mount]:
         """The parent, path and mount of a name about to be created: writable, and free (else EEXIST)."""
@@ -363,40 +374,42 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.table.get(parent_inode)
-        inode = await self.table.lookup(parent, decode(name))
-        if not inode.is_dir:
-            raise OSError(errno.ENOTDIR, inode.path)
-        self.not_a_mount_point(inode.path)
-        mount = self.changing(inode.path)
-        await changes.remove_dir(mount.client, self.table.dir_prefix(inode.path))
-        self.orphan(inode)
-        self.overlay_of(inode.path).delete(self.table.key(inode.path))
-        self.table.removed(inode.path)
-        self.drop_orphan(inode.ino)
-        await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
-        self.dir_changed(parent.path)
+        async with self.name_held(parent, name):
+            inode = await self.table.lookup(parent, decode(name))
+            if not inode.is_dir:
+                raise OSError(errno.ENOTDIR, inode.path)
+            self.not_a_mount_point(inode.path)
+            mount = self.changing(inode.path)
+            await changes.remove_dir(mount.client, self.table.dir_prefix(inode.path))
+            self.orphan(inode)
+            self.overlay_of(inode.path).delete(self.table.key(inode.path))
+            self.table.removed(inode.path)
+            self.drop_orphan(inode.ino)
+            await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
+            self.dir_changed(parent.path)
 
     # -- files -----------------------------------------------------------------------------------------------
 
     @errno_boundary
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        node = self.table.get(inode)
-        if node.is_dir:
-            raise OSError(errno.EISDIR, node.path)
-        writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
-        mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
-        if self.files.get(inode) is None:
-            node = await self.table.as_the_kernel_knows(node)
-        file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
-        if flags & os.O_TRUNC and writable:
-            async with file.lock:
-                await file.truncate(0)
-            self.changed(node, mtime=-1)
-        keep_cache = node.page_cache_etag == node.etag and not file.dirty
-        node.page_cache_etag = node.etag
-        self.table.pin(node.ino)
-        handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
-        return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
+        node = held = self.table.get(inode)
+        async with self.names.changing_names(lambda: (held.path,)):
+            if node.is_dir:
+                raise OSError(errno.EISDIR, node.path)
+            writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
+            mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
+            if self.files.get(inode) is None:
+                node = await self.table.as_the_kernel_knows(node)
+            file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
+            if flags & os.O_TRUNC and writable:
+                async with file.lock:
+                    await file.truncate(0)
+                self.changed(node, mtime=-1)
+            keep_cache = node.page_cache_etag == node.etag and not file.dirty
+            node.page_cache_etag = node.etag
+            self.table.pin(node.ino)
+            handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+            return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
 
     def appends(self, flags: int) -> bool:
         """Whether writes of this handle go to the end of the file regardless of their offset: with the
@@ -406,14 +419,15 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent, path, mount = await self.new_name(parent_inode, name)
-        inode = self.table.created(path, is_dir=False)
-        file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
-        self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=-1, atime=-1)
-        self.dir_changed(parent.path)
-        self.table.pin(inode.ino)
-        handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
-        return pyfuse3.FileInfo(fh=self.handles.add(handle)), self.entry(inode)
+        async with self.name_held(self.table.get(parent_inode), name):
+            parent, path, mount = await self.new_name(parent_inode, name)
+            inode = self.table.created(path, is_dir=False)
+            file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
+            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=-1, atime=-1)
+            self.dir_changed(parent.path)
+            self.table.pin(inode.ino)
+            handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+            return pyfuse3.FileInfo(fh=self.handles.add(handle)), self.entry(inode)
 
     @errno_boundary
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
@@ -502,22 +516,23 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.table.get(parent_inode)
-        inode = await self.table.lookup(parent, decode(name))
-        if inode.is_dir:
-            raise OSError(errno.EISDIR, inode.path)
-        mount = self.changing(inode.path)
-        key = self.table.key(inode.path)
-        file = await self.detach(inode)
-        # not a new file S3 never held (an open file truncated to 0 still is; a streamed one is once detached)
-        if file is None or inode.etag or file.base_etag:
-            await mount.client.delete(key)
-        self.orphan(inode)
-        self.overlay_of(inode.path).delete(key)
-        self.table.removed(inode.path)
-        self.drop_orphan(inode.ino)
-        self.cache.drop(mount.client.bucket, key)
-        await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
-        self.dir_changed(parent.path)
+        async with self.name_held(parent, name):
+            inode = await self.table.lookup(parent, decode(name))
+            if inode.is_dir:
+                raise OSError(errno.EISDIR, inode.path)
+            mount = self.changing(inode.path)
+            key = self.table.key(inode.path)
+            file = await self.detach(inode)
+            # not a new file S3 never held (an open file truncated to 0 still is; a streamed one is once detached)
+            if file is None or inode.etag or file.base_etag:
+                await mount.client.delete(key)
+            self.orphan(inode)
+            self.overlay_of(inode.path).delete(key)
+            self.table.removed(inode.path)
+            self.drop_orphan(inode.ino)
+            self.cache.drop(mount.client.bucket, key)
+            await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
+            self.dir_changed(parent.path)
 
     async def detach(self, inode: Inode) -> OpenFile | None:
         """A file about to lose its name while open keeps its bytes locally and lives on through its handles;
@@ -535,57 +550,59 @@ class Operations(pyfuse3.Operations):
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise OSError(errno.EINVAL, "RENAME_EXCHANGE cannot be atomic on S3")
         old_parent, new_parent = self.table.get(parent_inode_old), self.table.get(parent_inode_new)
-        source = await self.table.lookup(old_parent, decode(name_old))
-        new_path = join(new_parent.path, decode(name_new))
-        if new_path == source.path:
-            return
-        mount = self.changing(source.path)
-        if self.changing(new_path) is not mount:
-            raise OSError(errno.EXDEV, "rename across mount points")
-        self.not_a_mount_point(source.path)
-        self.not_a_mount_point(new_path)
-        if source.is_dir and (new_path + "/").startswith(source.path + "/"):
-            raise OSError(errno.EINVAL, "cannot move a directory into itself")
-        target = await self.existing(new_parent, name_new)
-        if target is not None:
-            if flags & pyfuse3.RENAME_NOREPLACE:
-                raise OSError(errno.EEXIST, new_path)
-            if source.is_dir and not target.is_dir:
-                raise OSError(errno.ENOTDIR, new_path)
-            if target.is_dir and not source.is_dir:
-                raise OSError(errno.EISDIR, new_path)
-            self.orphan(target)
-            if target.is_dir:
-                await changes.remove_dir(mount.client, self.table.dir_prefix(target.path))
-            else:
-                await self.detach(target)
-        old_key, new_key = self.table.key(source.path), self.table.key(new_path)
-        moving = self.moving(mount, source)
-        async with self.files.held(moving):
-            if source.is_dir:
-                old_prefix, new_prefix = self.table.dir_prefix(source.path), self.table.dir_prefix(new_path)
-                copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
-            else:
-                old_prefix, new_prefix = old_key, new_key
-                etag = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
-                shown = self.attributes(source)
-                copies = {new_key: changes.Copy(source.etag, etag, shown.st_mtime_ns)}
-            for file in moving:  # open files move with their handles: later bytes go to the new keys
-                file.key = new_prefix + file.key[len(old_prefix):]
-            overlay = self.overlay_of(source.path)
-            overlay.rename(old_key, new_key)
-            for key, copy in copies.items():
-                if not key.endswith("/"):  # a directory's marker: its times are not the overlay's
-                    overlay.copied(key, *copy)
-            self.cache.drop(mount.client.bucket, old_key)
-            self.table.moved(source.path, new_path)
+        old_name, new_name = decode(name_old), decode(name_new)
+        async with self.names.renaming_tree(lambda: (join(old_parent.path, old_name), join(new_parent.path, new_name))):
+            source = await self.table.lookup(old_parent, old_name)
+            new_path = join(new_parent.path, new_name)
+            if new_path == source.path:
+                return
+            mount = self.changing(source.path)
+            if self.changing(new_path) is not mount:
+                raise OSError(errno.EXDEV, "rename across mount points")
+            self.not_a_mount_point(source.path)
+            self.not_a_mount_point(new_path)
+            if source.is_dir and (new_path + "/").startswith(source.path + "/"):
+                raise OSError(errno.EINVAL, "cannot move a directory into itself")
+            target = await self.existing(new_parent, name_new)
             if target is not None:
-                self.drop_orphan(target.ino)
-            self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
-        await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
-        self.changed(source)
-        self.dir_changed(old_parent.path)
-        self.dir_changed(new_parent.path)
+                if flags & pyfuse3.RENAME_NOREPLACE:
+                    raise OSError(errno.EEXIST, new_path)
+                if source.is_dir and not target.is_dir:
+                    raise OSError(errno.ENOTDIR, new_path)
+                if target.is_dir and not source.is_dir:
+                    raise OSError(errno.EISDIR, new_path)
+                self.orphan(target)
+                if target.is_dir:
+                    await changes.remove_dir(mount.client, self.table.dir_prefix(target.path))
+                else:
+                    await self.detach(target)
+            old_key, new_key = self.table.key(source.path), self.table.key(new_path)
+            moving = self.moving(mount, source)
+            async with self.files.held(moving):
+                if source.is_dir:
+                    old_prefix, new_prefix = self.table.dir_prefix(source.path), self.table.dir_prefix(new_path)
+                    copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
+                else:
+                    old_prefix, new_prefix = old_key, new_key
+                    etag = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
+                    shown = self.attributes(source)
+                    copies = {new_key: changes.Copy(source.etag, etag, shown.st_mtime_ns)}
+                for file in moving:  # open files move with their handles: later bytes go to the new keys
+                    file.key = new_prefix + file.key[len(old_prefix):]
+                overlay = self.overlay_of(source.path)
+                overlay.rename(old_key, new_key)
+                for key, copy in copies.items():
+                    if not key.endswith("/"):  # a directory's marker: its times are not the overlay's
+                        overlay.copied(key, *copy)
+                self.cache.drop(mount.client.bucket, old_key)
+                self.table.moved(source.path, new_path)
+                if target is not None:
+                    self.drop_orphan(target.ino)
+                self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
+            await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
+            self.changed(source)
+            self.dir_changed(old_parent.path)
+            self.dir_changed(new_parent.path)
 
     async def existing(self, parent: Inode, name: bytes) -> Inode | None:
         try:
@@ -608,15 +625,16 @@ class Operations(pyfuse3.Operations):
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
         """Stored the s3fs way: the body is the target, x-amz-meta-mode carries S_IFLNK."""
-        parent, path, mount = await self.new_name(parent_inode, name)
-        metadata = {"mode": str(SYMLINK_MODE)}
-        etag = await mount.client.put(self.table.key(path), target, metadata)
-        inode = self.table.created(path, is_dir=False)
-        inode.size, inode.etag, inode.metadata = len(target), etag, metadata
-        self.table.saved(inode)  # its listing entry: a lookup after the kernel forgets it reads len(target)
-        self.changed(inode, **self.created_by(parent, ctx, SYMLINK_MODE), mtime=-1, atime=-1)
-        self.dir_changed(parent.path)
-        return self.entry(inode)
+        async with self.name_held(self.table.get(parent_inode), name):
+            parent, path, mount = await self.new_name(parent_inode, name)
+            metadata = {"mode": str(SYMLINK_MODE)}
+            etag = await mount.client.put(self.table.key(path), target, metadata)
+            inode = self.table.created(path, is_dir=False)
+            inode.size, inode.etag, inode.metadata = len(target), etag, metadata
+            self.table.saved(inode)  # its listing entry: a lookup after the kernel forgets it reads len(target)
+            self.changed(inode, **self.created_by(parent, ctx, SYMLINK_MODE), mtime=-1, atime=-1)
+            self.dir_changed(parent.path)
+            return self.entry(inode)
 
     @errno_boundary
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:

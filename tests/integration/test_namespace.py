@@ -196,6 +196,42 @@ def test_an_open_racing_a_rename_over_its_name_opens_one_whole_version(mount_fac
     assert (mounted.path / "target").read_bytes() == b"version 2, renamed over it again"
 
 
+@pytest.mark.parametrize("operation", ["create", "unlink", "mkdir"])
+def test_names_changed_inside_a_directory_while_it_is_renamed_land_in_the_new_one(mount_factory: MountFactory,
+                                                                                 operation: str) -> None:
+    """The kernel does not hold a directory's contents still while it renames the directory, and S3 renames a
+    prefix key by key: a change inside must wait for the rename, not work on keys the rename has listed."""
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    os.mkdir(mounted.path / "D")
+    for n in range(3):
+        (mounted.path / "D" / f"k{n}").write_bytes(b"old")
+    copying = threading.Event()
+
+    def slow_copy(request: Request) -> Mangle | None:
+        if request.operation == "CopyObject":
+            copying.set()
+            return Mangle("stall", 0.5)
+        return None
+
+    mounted.proxy.fault = slow_copy
+    renamer = threading.Thread(target=os.rename, args=(mounted.path / "D", mounted.path / "D2"))
+    renamer.start()
+    try:
+        assert copying.wait(30)
+        change = {"create": lambda: (mounted.path / "D" / "new").write_bytes(b"new"),
+                  "unlink": lambda: os.unlink(mounted.path / "D" / "k0"),
+                  "mkdir": lambda: os.mkdir(mounted.path / "D" / "sub")}[operation]
+        change()
+    finally:
+        renamer.join(60)
+    mounted.proxy.fault = None
+    expected = {"create": {"k0", "k1", "k2", "new"}, "unlink": {"k1", "k2"}, "mkdir": {"k0", "k1", "k2", "sub"}}
+    assert set(os.listdir(mounted.path / "D2")) == expected[operation]
+    assert not (mounted.path / "D").exists()
+    assert not [key for key in keys(mounted) if key.startswith("D/")]
+
+
 def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
     os.mkdir(mounted.path / "a")
     (mounted.path / "a" / "f").write_bytes(b"1")
