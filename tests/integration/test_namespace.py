@@ -219,10 +219,11 @@ def test_names_changed_inside_a_directory_while_it_is_renamed_land_in_the_new_on
     renamer.start()
     try:
         assert copying.wait(30)
-        change = {"create": lambda: (mounted.path / "D" / "new").write_bytes(b"new"),
-                  "unlink": lambda: os.unlink(mounted.path / "D" / "k0"),
-                  "mkdir": lambda: os.mkdir(mounted.path / "D" / "sub")}[operation]
-        change()
+        changes: dict[str, Callable[[], object]] = {
+            "create": lambda: (mounted.path / "D" / "new").write_bytes(b"new"),
+            "unlink": lambda: os.unlink(mounted.path / "D" / "k0"),
+            "mkdir": lambda: os.mkdir(mounted.path / "D" / "sub")}
+        changes[operation]()
     finally:
         renamer.join(60)
     mounted.proxy.fault = None
