@@ -61,6 +61,15 @@ def errno_boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, 
     return wrapper
 
 
+NOW = -1 << 63  # a time in changed(): the moment of the change (no time a client sets: see settable)
+TIME_RANGE = (NOW + 1, (1 << 63) - 1)  # nanoseconds the overlay (SQLite integers) can hold
+
+
+def settable(nanoseconds: int) -> int:
+    """A time a client sets, within what the overlay holds: ext4 too clamps times to its range."""
+    return max(TIME_RANGE[0], min(TIME_RANGE[1], nanoseconds))
+
+
 def decode(name: bytes) -> str:
     """A kernel name as an S3 key segment: UTF-8, at most 255 bytes, not "." or ".."."""
     try:
@@ -186,7 +195,7 @@ class Operations(pyfuse3.Operations):
         written = self.written_after_times(self.files.get(inode.ino), self.meta(inode))
         if written:  # the row's ctime moves past the last write: its time must be in the row by then
             values["mtime"] = written
-        values.update({name: (now if value < 0 else value) for name, value in times.items()})
+        values.update({name: (now if value == NOW else value) for name, value in times.items()})
         if inode.detached:
             kept = self.orphans.get(inode.ino)
             for name, value in values.items() if kept is not None else ():
@@ -198,7 +207,7 @@ class Operations(pyfuse3.Operations):
         """A directory's entries changed: its mtime and ctime move (POSIX)."""
         parent = self.table.known(path)
         if parent is not None:
-            self.changed(parent, mtime=-1)
+            self.changed(parent, mtime=NOW)
 
     def writable(self) -> None:
         """A hook to refuse every change at once (a stopping service); read-only mounts are changing()'s."""
@@ -253,11 +262,11 @@ class Operations(pyfuse3.Operations):
             if fields.update_gid:
                 changes_["gid"] = attr.st_gid
             if fields.update_atime:
-                changes_["atime"] = attr.st_atime_ns
+                changes_["atime"] = settable(attr.st_atime_ns)
             if fields.update_mtime:
-                changes_["mtime"] = attr.st_mtime_ns
+                changes_["mtime"] = settable(attr.st_mtime_ns)
             if fields.update_ctime:
-                changes_["ctime"] = attr.st_ctime_ns
+                changes_["ctime"] = settable(attr.st_ctime_ns)
             if changes_ or fields.update_size:
                 self.changed(node, **changes_)
             return self.attributes(node)
@@ -342,7 +351,7 @@ class Operations(pyfuse3.Operations):
             parent, path, mount = await self.new_name(parent_inode, name)
             await changes.make_marker(mount.client, self.table.dir_prefix(path))
             inode = self.table.created(path, is_dir=True)
-            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFDIR | stat.S_IMODE(mode)), mtime=-1, atime=-1)
+            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFDIR | stat.S_IMODE(mode)), mtime=NOW, atime=NOW)
             self.dir_changed(parent.path)
             return self.entry(inode)
 
@@ -380,13 +389,21 @@ class Operations(pyfuse3.Operations):
                 raise OSError(errno.ENOTDIR, inode.path)
             self.not_a_mount_point(inode.path)
             mount = self.changing(inode.path)
-            await changes.remove_dir(mount.client, self.table.dir_prefix(inode.path))
+            await self.remove_dir(mount, inode)
             self.orphan(inode)
             self.overlay_of(inode.path).delete(self.table.key(inode.path))
             self.table.removed(inode.path)
             self.drop_orphan(inode.ino)
             await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
             self.dir_changed(parent.path)
+
+    async def remove_dir(self, mount: Mount, directory: Inode) -> None:
+        """Its marker; ENOTEMPTY while S3 holds a key below it, or a file is open below it (a new one is not in
+        S3 before its close, which would bring the directory back)."""
+        prefix = self.table.dir_prefix(directory.path)
+        if self.files.below(mount.client, prefix):
+            raise OSError(errno.ENOTEMPTY, f"{directory.path}: a file below it is open")
+        await changes.remove_dir(mount.client, prefix)
 
     # -- files -----------------------------------------------------------------------------------------------
 
@@ -401,10 +418,10 @@ class Operations(pyfuse3.Operations):
             if self.files.get(inode) is None:
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
-            if flags & os.O_TRUNC and writable:
+            if flags & os.O_TRUNC:  # also with O_RDONLY: Linux truncates (write permission was checked)
                 async with file.lock:
                     await file.truncate(0)
-                self.changed(node, mtime=-1)
+                self.changed(node, mtime=NOW)
             keep_cache = node.page_cache_etag == node.etag and not file.dirty
             node.page_cache_etag = node.etag
             self.table.pin(node.ino)
@@ -423,7 +440,7 @@ class Operations(pyfuse3.Operations):
             parent, path, mount = await self.new_name(parent_inode, name)
             inode = self.table.created(path, is_dir=False)
             file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
-            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=-1, atime=-1)
+            self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=NOW, atime=NOW)
             self.dir_changed(parent.path)
             self.table.pin(inode.ino)
             handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
@@ -549,6 +566,8 @@ class Operations(pyfuse3.Operations):
                      flags: int, ctx: pyfuse3.RequestContext) -> None:
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise OSError(errno.EINVAL, "RENAME_EXCHANGE cannot be atomic on S3")
+        if flags & ~pyfuse3.RENAME_NOREPLACE:
+            raise OSError(errno.EINVAL, f"rename flags {flags:#x}: only RENAME_NOREPLACE is supported")
         old_parent, new_parent = self.table.get(parent_inode_old), self.table.get(parent_inode_new)
         old_name, new_name = decode(name_old), decode(name_new)
         async with self.names.renaming_tree(lambda: (join(old_parent.path, old_name), join(new_parent.path, new_name))):
@@ -573,7 +592,7 @@ class Operations(pyfuse3.Operations):
                     raise OSError(errno.EISDIR, new_path)
                 self.orphan(target)
                 if target.is_dir:
-                    await changes.remove_dir(mount.client, self.table.dir_prefix(target.path))
+                    await self.remove_dir(mount, target)
                 else:
                     await self.detach(target)
             old_key, new_key = self.table.key(source.path), self.table.key(new_path)
@@ -632,7 +651,7 @@ class Operations(pyfuse3.Operations):
             inode = self.table.created(path, is_dir=False)
             inode.size, inode.etag, inode.metadata = len(target), etag, metadata
             self.table.saved(inode)  # its listing entry: a lookup after the kernel forgets it reads len(target)
-            self.changed(inode, **self.created_by(parent, ctx, SYMLINK_MODE), mtime=-1, atime=-1)
+            self.changed(inode, **self.created_by(parent, ctx, SYMLINK_MODE), mtime=NOW, atime=NOW)
             self.dir_changed(parent.path)
             return self.entry(inode)
 

@@ -7,6 +7,7 @@ object, S3's time wins again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -74,7 +75,7 @@ class Overlay:
         return meta
 
     def update(self, key: str, **changes: int | str | None) -> None:
-        meta = self.get(key) or Meta()
+        meta = dataclasses.replace(self.get(key) or Meta())  # the cached one changes only once this is stored
         for name, value in changes.items():
             setattr(meta, name, value)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

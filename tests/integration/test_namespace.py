@@ -20,6 +20,7 @@ from tests.support.proxy import Mangle, Request
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+RENAME_WHITEOUT = 4  # leaves a whiteout device at the old name: S3 cannot hold one
 
 
 def renameat2(old: Path, new: Path, flags: int) -> None:
@@ -119,6 +120,7 @@ def test_rename_noreplace_and_exchange(mounted: Mounted) -> None:
     (mounted.path / "b").write_bytes(b"B")
     assert errno_of(lambda: renameat2(mounted.path / "a", mounted.path / "b", RENAME_NOREPLACE)) == errno.EEXIST
     assert errno_of(lambda: renameat2(mounted.path / "a", mounted.path / "b", RENAME_EXCHANGE)) == errno.EINVAL
+    assert errno_of(lambda: renameat2(mounted.path / "a", mounted.path / "w", RENAME_WHITEOUT)) == errno.EINVAL
     renameat2(mounted.path / "a", mounted.path / "c", RENAME_NOREPLACE)
     assert keys(mounted) == ["b", "c"]
 

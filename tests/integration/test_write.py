@@ -462,6 +462,12 @@ def test_writes_in_streaming_mode_set_mtime_and_ctime(mount_factory: MountFactor
     assert s3_bytes(mounted, "log.txt") == b"First line\nappended\n"
 
 
+def test_o_trunc_of_a_read_only_open_reaches_s3(mounted: Mounted) -> None:
+    (mounted.path / "f").write_bytes(b"content")
+    os.close(os.open(mounted.path / "f", os.O_RDONLY | os.O_TRUNC))
+    assert s3_bytes(mounted, "f") == b""
+
+
 def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
     client = mounted.client()

@@ -102,6 +102,42 @@ def test_an_unlinked_open_file_keeps_its_metadata(root: Path) -> None:
     assert (stat.S_IMODE(os.stat(path).st_mode), os.stat(path).st_uid) == (0o644 & ~current_umask(), 0)
 
 
+def test_times_before_1970_and_far_ahead(root: Path) -> None:
+    (root / "f").write_bytes(b"x")
+    os.mkdir(root / "d")
+    for name in ("f", "d"):
+        os.utime(root / name, ns=(-100_000_000_000, -200_000_000_000))
+    os.utime(root / "f", (2**40, 2**40))  # past what nanoseconds in 64 bits hold: clamped, not an error
+    os.chmod(root / "f", 0o600)
+    Path("/proc/sys/vm/drop_caches").write_text("3")
+    found = os.stat(root / "d")
+    assert (found.st_atime_ns, found.st_mtime_ns) == (-100_000_000_000, -200_000_000_000)
+    assert os.stat(root / "f").st_mtime > 2**33 and stat.S_IMODE(os.stat(root / "f").st_mode) == 0o600
+
+
+def test_a_directory_holding_an_open_new_file_is_not_empty(root: Path) -> None:
+    os.mkdir(root / "d")
+    os.mkdir(root / "empty")
+    fd = os.open(root / "d" / "f", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"not uploaded yet")
+        with pytest.raises(OSError) as removed:
+            os.rmdir(root / "d")
+        assert removed.value.errno == errno.ENOTEMPTY
+        with pytest.raises(OSError) as replaced:
+            os.rename(root / "empty", root / "d")
+        assert replaced.value.errno in (errno.ENOTEMPTY, errno.EEXIST)
+    finally:
+        os.close(fd)
+    assert os.listdir(root / "d") == ["f"]
+
+
+def test_o_trunc_truncates_a_read_only_open_too(root: Path) -> None:
+    (root / "f").write_bytes(b"content")
+    os.close(os.open(root / "f", os.O_RDONLY | os.O_TRUNC))
+    assert os.stat(root / "f").st_size == 0
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
