@@ -409,11 +409,12 @@ class OpenFiles:
         if file.handles > 0:
             return
         async with file.lock:
-            try:
-                if file.recovered is None:  # a close that already failed is not retried: its bytes are kept
+            # FUSE sends the release after close(2) returned: an open may join the file while this waits
+            if file.handles == 0 and file.recovered is None:  # a close that already failed is not retried
+                with contextlib.suppress(OSError):  # commit logged it and kept the bytes
                     await file.commit()
-            except OSError:
-                pass  # commit logged it and kept the bytes
-            finally:
-                self.files.pop(file.inode.ino, None)
-                await file.discard()
+            if file.handles > 0:  # opened again meanwhile: it lives on, with its key (renames move it)
+                return
+            if self.files.get(file.inode.ino) is file:
+                del self.files[file.inode.ino]
+            await file.discard()

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import logging
+import math
 import stat
 import time
 from collections import OrderedDict
@@ -104,7 +105,7 @@ def parent_of(path: str) -> str:
 def ns(moment: datetime) -> int:
     """An S3 time in whole seconds: a HEAD tells seconds, some servers' listings milliseconds (RGW), and one
     object must not show two times depending on which of them the mount asked last."""
-    return int(moment.timestamp()) * 1_000_000_000
+    return math.floor(moment.timestamp()) * 1_000_000_000
 
 
 class InodeTable:

@@ -103,6 +103,7 @@ class Operations(pyfuse3.Operations):
         # chmod, chown and times of inodes whose name is gone while the kernel or a handle holds them (fstat of
         # an unlinked open file): their overlay row went with the name
         self.orphans: dict[int, Meta] = {}
+        self.orphan_xattrs: dict[int, dict[str, bytes]] = {}
         self.names = NameGuard()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
@@ -144,13 +145,22 @@ class Operations(pyfuse3.Operations):
         return self.overlay_of(inode.path).get(self.table.key(inode.path))
 
     def orphan(self, inode: Inode) -> None:
-        """`inode` is about to lose its name: its metadata stays with it while it is held."""
+        """`inode` is about to lose its name: its metadata and user xattrs stay with it while it is held."""
         self.orphans[inode.ino] = dataclasses.replace(self.meta(inode) or Meta())
+        self.orphan_xattrs[inode.ino] = self.user_xattrs(inode)
+
+    def user_xattrs(self, node: Inode) -> dict[str, bytes]:
+        """The user.* xattrs set through the mount: the overlay's, or an orphan's own (never a row under the
+        placeholder path of a removed name, which a later inode of the same number would find)."""
+        if node.detached:
+            return self.orphan_xattrs.setdefault(node.ino, {})
+        return self.overlay_of(node.path).xattrs(self.table.key(node.path))
 
     def drop_orphan(self, ino: int) -> None:
         """Forget an orphan's metadata once nothing holds the inode."""
         if ino not in self.table.by_ino:
             self.orphans.pop(ino, None)
+            self.orphan_xattrs.pop(ino, None)
 
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
         meta = self.meta(inode) or Meta()
@@ -539,7 +549,8 @@ class Operations(pyfuse3.Operations):
                 raise OSError(errno.EISDIR, inode.path)
             mount = self.changing(inode.path)
             key = self.table.key(inode.path)
-            file = await self.detach(inode)
+            await self.detach(inode)
+            file = self.files.get(inode.ino)
             # not a new file S3 never held (an open file truncated to 0 still is; a streamed one is once detached)
             if file is None or inode.etag or file.base_etag:
                 await mount.client.delete(key)
@@ -551,15 +562,16 @@ class Operations(pyfuse3.Operations):
             await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
             self.dir_changed(parent.path)
 
-    async def detach(self, inode: Inode) -> OpenFile | None:
+    async def detach(self, inode: Inode) -> list[OpenFile]:
         """A file about to lose its name while open keeps its bytes locally and lives on through its handles;
         so does every other open file of the same object (an open that raced an earlier rename over this name
-        holds an inode detached already). The inode's own open file, if any."""
-        for file in self.files.of_object(self.mount_of(inode.path).client, self.table.key(inode.path)):
+        holds an inode detached already). Those open files."""
+        detached = self.files.of_object(self.mount_of(inode.path).client, self.table.key(inode.path))
+        for file in detached:
             async with file.lock:
                 await file.ensure_stage()
                 file.unlinked = True
-        return self.files.get(inode.ino)
+        return detached
 
     @errno_boundary
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
@@ -583,6 +595,7 @@ class Operations(pyfuse3.Operations):
             if source.is_dir and (new_path + "/").startswith(source.path + "/"):
                 raise OSError(errno.EINVAL, "cannot move a directory into itself")
             target = await self.existing(new_parent, name_new)
+            detached: list[OpenFile] = []
             if target is not None:
                 if flags & pyfuse3.RENAME_NOREPLACE:
                     raise OSError(errno.EEXIST, new_path)
@@ -590,38 +603,52 @@ class Operations(pyfuse3.Operations):
                     raise OSError(errno.ENOTDIR, new_path)
                 if target.is_dir and not source.is_dir:
                     raise OSError(errno.EISDIR, new_path)
-                self.orphan(target)
                 if target.is_dir:
                     await self.remove_dir(mount, target)
                 else:
-                    await self.detach(target)
-            old_key, new_key = self.table.key(source.path), self.table.key(new_path)
-            moving = self.moving(mount, source)
-            async with self.files.held(moving):
-                if source.is_dir:
-                    old_prefix, new_prefix = self.table.dir_prefix(source.path), self.table.dir_prefix(new_path)
-                    copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
-                else:
-                    old_prefix, new_prefix = old_key, new_key
-                    etag = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
-                    shown = self.attributes(source)
-                    copies = {new_key: changes.Copy(source.etag, etag, shown.st_mtime_ns)}
-                for file in moving:  # open files move with their handles: later bytes go to the new keys
-                    file.key = new_prefix + file.key[len(old_prefix):]
-                overlay = self.overlay_of(source.path)
-                overlay.rename(old_key, new_key)
-                for key, copy in copies.items():
-                    if not key.endswith("/"):  # a directory's marker: its times are not the overlay's
-                        overlay.copied(key, *copy)
-                self.cache.drop(mount.client.bucket, old_key)
-                self.table.moved(source.path, new_path)
+                    detached = await self.detach(target)
+                self.orphan(target)
+            try:
+                await self.move(mount, source, new_path, target)
+            except BaseException:
+                for file in detached:  # the target keeps its name: its open files upload again
+                    file.unlinked = False
                 if target is not None:
-                    self.drop_orphan(target.ino)
-                self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
+                    self.orphans.pop(target.ino, None)
+                    self.orphan_xattrs.pop(target.ino, None)
+                raise
             await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
             self.changed(source)
             self.dir_changed(old_parent.path)
             self.dir_changed(new_parent.path)
+
+    async def move(self, mount: Mount, source: Inode, new_path: str, target: Inode | None) -> None:
+        """The copies and deletes of a rename, and everything that follows the name: open files, overlay rows,
+        cached blocks, the table."""
+        old_key, new_key = self.table.key(source.path), self.table.key(new_path)
+        moving = self.moving(mount, source)
+        async with self.files.held(moving):
+            if source.is_dir:
+                old_prefix, new_prefix = self.table.dir_prefix(source.path), self.table.dir_prefix(new_path)
+                copies = await changes.rename_dir(mount.client, mount.config, old_prefix, new_prefix)
+            else:
+                old_prefix, new_prefix = old_key, new_key
+                etag = await changes.rename_file(mount.client, mount.config, old_key, new_key, source.size)
+                shown = self.attributes(source)
+                copies = {new_key: changes.Copy(source.etag, etag, shown.st_mtime_ns)}
+            for file in moving:  # open files move with their handles: later bytes go to the new keys
+                file.key = new_prefix + file.key[len(old_prefix):]
+            overlay = self.overlay_of(source.path)
+            with overlay.batch():
+                overlay.rename(old_key, new_key)
+                for key, copy in copies.items():
+                    if not key.endswith("/"):  # a directory's marker: its times are not the overlay's
+                        overlay.copied(key, *copy)
+            self.cache.drop(mount.client.bucket, old_key)
+            self.table.moved(source.path, new_path)
+            if target is not None:
+                self.drop_orphan(target.ino)
+            self.files.retag(self.table.took_copies(new_path, source.is_dir, copies))
 
     async def existing(self, parent: Inode, name: bytes) -> Inode | None:
         try:
@@ -671,8 +698,9 @@ class Operations(pyfuse3.Operations):
     # -- extended attributes ---------------------------------------------------------------------------------
 
     async def s3_xattrs(self, node: Inode) -> dict[str, bytes]:
-        """user.s3.* from the object itself (one HEAD when the listing had no metadata)."""
-        if node.is_dir:
+        """user.s3.* from the object itself (one HEAD when the listing had no metadata); none once its name is
+        gone."""
+        if node.is_dir or node.detached:
             return {}
         file = self.files.get(node.ino)
         if file is None or not file.dirty:  # a dirty file's S3 metadata is about to be replaced anyway
@@ -690,8 +718,7 @@ class Operations(pyfuse3.Operations):
         text = name.decode("utf-8", "surrogateescape")
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.overlay_of(node.path).xattrs(
-            self.table.key(node.path))
+        values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.user_xattrs(node)
         if text not in values:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return values[text]
@@ -699,7 +726,7 @@ class Operations(pyfuse3.Operations):
     @errno_boundary
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         node = self.table.get(inode)
-        names = [*(await self.s3_xattrs(node)), *self.overlay_of(node.path).xattrs(self.table.key(node.path))]
+        names = [*(await self.s3_xattrs(node)), *self.user_xattrs(node)]
         return [name.encode("utf-8", "surrogateescape") for name in names]
 
     @errno_boundary
@@ -707,14 +734,20 @@ class Operations(pyfuse3.Operations):
         node = self.table.get(inode)
         self.changing(node.path)
         text = self.user_xattr(name)
-        self.overlay_of(node.path).set_xattr(self.table.key(node.path), text, value)
+        if node.detached:
+            self.user_xattrs(node)[text] = value
+        else:
+            self.overlay_of(node.path).set_xattr(self.table.key(node.path), text, value)
         self.changed(node)
 
     @errno_boundary
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         node = self.table.get(inode)
         self.changing(node.path)
-        if not self.overlay_of(node.path).remove_xattr(self.table.key(node.path), self.user_xattr(name)):
+        text = self.user_xattr(name)
+        removed = self.user_xattrs(node).pop(text, None) is not None if node.detached \
+            else self.overlay_of(node.path).remove_xattr(self.table.key(node.path), text)
+        if not removed:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         self.changed(node)
 

@@ -7,10 +7,12 @@ object, S3's time wins again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -94,10 +96,24 @@ class Overlay:
         the copy; without an mtime of its own it keeps its source's (`mtime_ns`), since a rename changes no
         file's mtime, while S3 gives the copy a new LastModified."""
         meta = self.get(key)
-        if meta is not None and meta.mtime is not None and meta.etag in (None, was):
+        if meta is not None and meta.etag not in (None, was):  # times of a version another writer replaced
+            self.update(key, mtime=mtime_ns, atime=None, ctime=None, etag=etag)
+        elif meta is not None and meta.mtime is not None:
             self.retag(key, was, etag)
         else:
             self.update(key, mtime=mtime_ns, etag=etag)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes in one transaction: a directory rename writes a row per key."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self.cache.clear()
+            raise
+        self.db.execute("COMMIT")
 
     def delete(self, key: str) -> None:
         self.db.execute("DELETE FROM meta WHERE key = ?", (key,))

@@ -47,11 +47,12 @@ class NameGuard:
 
     @contextlib.asynccontextmanager
     async def renaming_tree(self, paths: Paths) -> AsyncIterator[None]:
-        """A rename: it waits for the renames and the operations under way in its trees, and holds them off."""
+        """A rename: it waits for the renames overlapping its trees and the operations under way inside them (not
+        above: a lookup or listing of the parent does not stop it), and holds them off."""
         while True:
             current = paths()
-            busy = [*self.renaming, *self.changing]
-            if not any(within(path, other) or within(other, path) for path in current for other in busy):
+            if not any(within(path, other) or within(other, path) for path in current for other in self.renaming) \
+                    and not any(within(name, path) for path in current for name in self.changing):
                 break
             await self.settled.wait()
         self.renaming.extend(current)

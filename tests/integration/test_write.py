@@ -468,6 +468,22 @@ def test_o_trunc_of_a_read_only_open_reaches_s3(mounted: Mounted) -> None:
     assert s3_bytes(mounted, "f") == b""
 
 
+def test_a_rename_that_fails_leaves_the_open_target_uploading(mounted: Mounted) -> None:
+    """A rename over an open file detaches it first; when the copy then fails (another client removed the
+    source), the target keeps its name and its later writes must still reach S3."""
+    (mounted.path / "x").write_bytes(b"source")
+    fd = os.open(mounted.path / "y", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"target")
+        mounted.client().delete_object(Bucket=mounted.bucket, Key="x")
+        with pytest.raises(OSError):
+            os.rename(mounted.path / "x", mounted.path / "y")
+        os.write(fd, b" + more")
+    finally:
+        os.close(fd)
+    assert s3_bytes(mounted, "y") == b"target + more"
+
+
 def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
     client = mounted.client()

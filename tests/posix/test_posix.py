@@ -138,6 +138,26 @@ def test_o_trunc_truncates_a_read_only_open_too(root: Path) -> None:
     assert os.stat(root / "f").st_size == 0
 
 
+def test_xattrs_of_an_unlinked_open_file_stay_its_own(root: Path) -> None:
+    path = root / "xa"
+    path.write_bytes(b"x")
+    os.setxattr(path, "user.kept", b"1")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.unlink(path)
+        os.setxattr(fd, "user.tag", b"secret")
+        assert (os.getxattr(fd, "user.kept"), os.getxattr(fd, "user.tag")) == (b"1", b"secret")
+    finally:
+        os.close(fd)
+    path.write_bytes(b"y")  # a new file of the same name (and inode number) owes nothing to the old one
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.unlink(path)
+        assert not {"user.kept", "user.tag"} & set(os.listxattr(fd))
+    finally:
+        os.close(fd)
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
