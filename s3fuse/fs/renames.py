@@ -32,11 +32,7 @@ class NameGuard:
     @contextlib.asynccontextmanager
     async def changing_names(self, paths: Paths) -> AsyncIterator[None]:
         """An operation on names: it waits while a rename covers one of them, and a rename waits for it."""
-        while True:
-            current = paths()
-            if not any(within(path, top) for path in current for top in self.renaming):
-                break
-            await self.settled.wait()
+        current = await self._when(paths, self._renamed)
         self.changing.update(current)
         try:
             yield
@@ -49,12 +45,7 @@ class NameGuard:
     async def renaming_tree(self, paths: Paths) -> AsyncIterator[None]:
         """A rename: it waits for the renames overlapping its trees and the operations under way inside them (not
         above: a lookup or listing of the parent does not stop it), and holds them off."""
-        while True:
-            current = paths()
-            if not any(within(path, other) or within(other, path) for path in current for other in self.renaming) \
-                    and not any(within(name, path) for path in current for name in self.changing):
-                break
-            await self.settled.wait()
+        current = await self._when(paths, self._busy)
         self.renaming.extend(current)
         try:
             yield
@@ -62,6 +53,19 @@ class NameGuard:
             for path in current:
                 self.renaming.remove(path)
             self._settle()
+
+    async def _when(self, paths: Paths, blocked: Callable[[tuple[str, ...]], bool]) -> tuple[str, ...]:
+        """The paths, once nothing blocks them (asked again after every change)."""
+        while blocked(current := paths()):
+            await self.settled.wait()
+        return current
+
+    def _renamed(self, paths: tuple[str, ...]) -> bool:
+        return any(within(path, top) for path in paths for top in self.renaming)
+
+    def _busy(self, paths: tuple[str, ...]) -> bool:
+        return any(within(path, other) or within(other, path) for path in paths for other in self.renaming) \
+            or any(within(name, path) for path in paths for name in self.changing)
 
     def _settle(self) -> None:
         self.settled.set()
