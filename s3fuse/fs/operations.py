@@ -249,10 +249,12 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        node = self.table.get(inode)
-        if self.files.get(inode) is None:
-            node = await self.table.as_the_kernel_knows(node)
-        return self.attributes(node)
+        node = held = self.table.get(inode)
+        # a HEAD of a key a directory rename has deleted but not yet moved in the table would say ENOENT
+        async with self.names.changing_names(lambda: (held.path,)):
+            if self.files.get(inode) is None:
+                node = await self.table.as_the_kernel_knows(node)
+            return self.attributes(node)
 
     @errno_boundary
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
@@ -687,8 +689,9 @@ class Operations(pyfuse3.Operations):
         node = self.table.get(inode)
         if node.kind != stat.S_IFLNK and stat.S_IFMT((self.meta(node) or Meta()).mode or 0) != stat.S_IFLNK:
             raise OSError(errno.EINVAL, "not a symbolic link")
-        version = Version(self.mount_of(node.path).client, self.table.key(node.path), node.etag, node.size)
-        return bytes(await self.cache.read(version, 0, node.size))
+        async with self.names.changing_names(lambda: (node.path,)):
+            version = Version(self.mount_of(node.path).client, self.table.key(node.path), node.etag, node.size)
+            return bytes(await self.cache.read(version, 0, node.size))
 
     @errno_boundary
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
@@ -704,7 +707,9 @@ class Operations(pyfuse3.Operations):
             return {}
         file = self.files.get(node.ino)
         if file is None or not file.dirty:  # a dirty file's S3 metadata is about to be replaced anyway
-            node = await self.table.details(node)
+            held = node
+            async with self.names.changing_names(lambda: (held.path,)):  # not a HEAD of a key a rename deleted
+                node = await self.table.details(node)
         found = {f"{S3_XATTR}etag": node.etag.encode()}
         if node.content_type:
             found[f"{S3_XATTR}content_type"] = node.content_type.encode()

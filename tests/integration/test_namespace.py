@@ -197,6 +197,35 @@ def test_an_open_racing_a_rename_over_its_name_opens_one_whole_version(mount_fac
     assert (mounted.path / "target").read_bytes() == b"version 2, renamed over it again"
 
 
+def test_attributes_asked_while_a_directory_is_renamed_wait_for_it(mount_factory: MountFactory) -> None:
+    """Between the rename's DeleteObjects and its move in the table, a HEAD of the old key finds nothing: an
+    fstat then answered ENOENT for a file that never went away."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0", via_proxy=True)
+    assert mounted.proxy is not None
+    os.mkdir(mounted.path / "D")
+    (mounted.path / "D" / "f").write_bytes(b"stays")
+    fd = os.open(mounted.path / "D" / "f", os.O_PATH)
+    deleting = threading.Event()
+
+    def late_delete(request: Request) -> Mangle | None:
+        if request.operation == "DeleteObjects":
+            deleting.set()
+            return Mangle("late", 1.0)  # deleted at once, answered a second later
+        return None
+
+    mounted.proxy.fault = late_delete
+    renamer = threading.Thread(target=os.rename, args=(mounted.path / "D", mounted.path / "D2"))
+    renamer.start()
+    try:
+        assert deleting.wait(30)
+        time.sleep(0.3)  # the server has deleted the old keys; the rename has not heard yet
+        assert os.fstat(fd).st_size == 5
+    finally:
+        renamer.join(60)
+        os.close(fd)
+    assert (mounted.path / "D2" / "f").read_bytes() == b"stays"
+
+
 def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
     os.mkdir(mounted.path / "a")
     (mounted.path / "a" / "f").write_bytes(b"1")
