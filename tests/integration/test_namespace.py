@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mounted, MountFactory
-from tests.support.proxy import Mangle, Request
+from tests.support.proxy import Mangle, Request, announced
 
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -207,15 +207,8 @@ def test_attributes_asked_while_a_directory_is_renamed_wait_for_it(mount_factory
     os.mkdir(mounted.path / "D")
     (mounted.path / "D" / "f").write_bytes(b"stays")
     fd = os.open(mounted.path / "D" / "f", os.O_PATH)
-    deleting = threading.Event()
-
-    def late_delete(request: Request) -> Mangle | None:
-        if request.operation == "DeleteObjects":
-            deleting.set()
-            return Mangle("late", 1.0)  # deleted at once, answered a second later
-        return None
-
-    mounted.proxy.fault = late_delete
+    # deleted at once, answered a second later
+    mounted.proxy.fault, deleting = announced("DeleteObjects", Mangle("late", 1.0))
     renamer = threading.Thread(target=os.rename, args=(mounted.path / "D", mounted.path / "D2"))
     renamer.start()
     try:
@@ -226,6 +219,35 @@ def test_attributes_asked_while_a_directory_is_renamed_wait_for_it(mount_factory
         renamer.join(60)
         os.close(fd)
     assert (mounted.path / "D2" / "f").read_bytes() == b"stays"
+
+
+@pytest.mark.parametrize("operation", ["create", "unlink", "mkdir"])
+def test_names_changed_inside_a_directory_while_it_is_renamed_land_in_the_new_one(mount_factory: MountFactory,
+                                                                                 operation: str) -> None:
+    """The kernel does not hold a directory's contents still while it renames the directory, and S3 renames a
+    prefix key by key: a change inside must wait for the rename, not work on keys the rename has listed."""
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    os.mkdir(mounted.path / "D")
+    for n in range(3):
+        (mounted.path / "D" / f"k{n}").write_bytes(b"old")
+    mounted.proxy.fault, copying = announced("CopyObject", Mangle("stall", 0.5))
+    renamer = threading.Thread(target=os.rename, args=(mounted.path / "D", mounted.path / "D2"))
+    renamer.start()
+    try:
+        assert copying.wait(30)
+        changes: dict[str, Callable[[], object]] = {
+            "create": lambda: (mounted.path / "D" / "new").write_bytes(b"new"),
+            "unlink": lambda: os.unlink(mounted.path / "D" / "k0"),
+            "mkdir": lambda: os.mkdir(mounted.path / "D" / "sub")}
+        changes[operation]()
+    finally:
+        renamer.join(60)
+    mounted.proxy.fault = None
+    expected = {"create": {"k0", "k1", "k2", "new"}, "unlink": {"k1", "k2"}, "mkdir": {"k0", "k1", "k2", "sub"}}
+    assert set(os.listdir(mounted.path / "D2")) == expected[operation]
+    assert not (mounted.path / "D").exists()
+    assert not [key for key in keys(mounted) if key.startswith("D/")]
 
 
 def test_rename_into_an_empty_directory_and_over_a_full_one(mounted: Mounted) -> None:
