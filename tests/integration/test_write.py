@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mounted, MountFactory
-from tests.support.proxy import Mangle, Request
+from tests.support.proxy import Mangle, Request, announced
 
 MiB = 1 << 20
 
@@ -412,15 +412,8 @@ def test_bytes_written_back_while_a_rename_copies_reach_the_new_name(mount_facto
     (mounted.path / "d").mkdir()
     (mounted.path / "d" / "f").write_bytes(b"old!")
     fd = os.open(mounted.path / "d" / "f", os.O_RDWR)
-    copying = threading.Event()
-
-    def slow_copy(request: Request) -> Mangle | None:
-        if request.operation == "CopyObject":
-            copying.set()
-            return Mangle(mangle, 1.0)  # `late`: copied at once, answered later; `stall`: copied later
-        return None
-
-    mounted.proxy.fault = slow_copy
+    # `late`: copied at once, answered later; `stall`: copied later
+    mounted.proxy.fault, copying = announced("CopyObject", Mangle(mangle, 1.0))
     source, target, new_key = {"directory": ("d", "e", "e/f"), "file": ("d/f", "d/g", "d/g")}[moved]
     renamer = threading.Thread(target=os.rename, args=(mounted.path / source, mounted.path / target))
     try:

@@ -71,6 +71,20 @@ class Mangle:
 Fault = Callable[[Request], "tuple[int, bytes] | Mangle | None"]
 
 
+def announced(operation: str, mangle: Mangle) -> tuple[Fault, threading.Event]:
+    """A fault that mangles every `operation` request, and an event set when the first one arrives: the test
+    acts while that request is held."""
+    arrived = threading.Event()
+
+    def fault(request: Request) -> Mangle | None:
+        if request.operation != operation:
+            return None
+        arrived.set()
+        return mangle
+
+    return fault, arrived
+
+
 @dataclass
 class Proxy:
     upstream: str
