@@ -243,7 +243,7 @@ class Operations(pyfuse3.Operations):
         if name == b".":
             return self.entry(parent)
         if name == b"..":
-            return self.entry(self.table.known(parent_of(parent.path)) or self.table.get(ROOT_INO))
+            return self.entry(self.parent_dir(parent))
         async with self.name_held(parent, name):
             return self.entry(await self.table.lookup(parent, decode(name)))
 
@@ -334,6 +334,10 @@ class Operations(pyfuse3.Operations):
                 raise OSError(errno.ENOTDIR, directory.path)
             return self.handles.add(DirHandle(directory, await self.entries_of(directory)))
 
+    def parent_dir(self, directory: Inode) -> Inode:
+        """What `..` names: the root for the root, and for a directory whose parent the table no longer has."""
+        return self.table.known(parent_of(directory.path)) or self.table.get(ROOT_INO)
+
     async def entries_of(self, directory: Inode) -> list[Entry]:
         return sorted((await self.table.list(directory)).values(), key=lambda entry: entry.name)
 
@@ -343,12 +347,19 @@ class Operations(pyfuse3.Operations):
         if start_id == 0 and handle.read_from:  # rewinddir: the directory as it is now (POSIX)
             handle.entries = await self.entries_of(handle.directory)
         handle.read_from = True
-        for index in range(start_id, len(handle.entries)):
+        directory = handle.directory
+        dots = ((b".", directory), (b"..", self.parent_dir(directory)))
+        for index in range(start_id, len(dots)):  # no lookup counted: the kernel takes no reference to them
+            dot_name, dot = dots[index]
+            if not pyfuse3.readdir_reply(token, dot_name, self.attributes(dot), index + 1):
+                return
+        for index in range(max(0, start_id - len(dots)), len(handle.entries)):
             name = handle.entries[index].name
-            inode = self.table.listed(join(handle.directory.path, name), handle.entries[index])
+            inode = self.table.listed(join(directory.path, name), handle.entries[index])
             if inode is None:  # removed since opendir (POSIX leaves it to us whether it shows)
                 continue
-            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode), index + 1):
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode),
+                                         len(dots) + index + 1):
                 return
             inode.handed()
 

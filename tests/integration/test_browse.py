@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -48,6 +49,39 @@ def test_sample_tree_matches_s3(mount_factory: MountFactory, s3_server, bucket) 
     assert os.listdir(mounted.path / "empty-dir") == []
     assert (mounted.path / "with space" / "und ünïcode.txt").read_bytes() == SAMPLE_FILES[
         "with space/und ünïcode.txt"]
+
+
+def raw_entries(directory: Path) -> dict[str, int]:
+    """Name -> d_ino of every entry readdir(3) returns, "." and ".." included (os.listdir drops them)."""
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
+                    ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.argtypes = libc.closedir.argtypes = [ctypes.c_void_p]
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    stream = libc.opendir(os.fsencode(directory))
+    assert stream, os.strerror(ctypes.get_errno())
+    entries = {}
+    try:
+        while entry := libc.readdir(stream):
+            entries[os.fsdecode(entry.contents.d_name)] = entry.contents.d_ino
+    finally:
+        libc.closedir(stream)
+    return entries
+
+
+def test_readdir_names_dot_and_dotdot(mount_factory: MountFactory, s3_server, bucket) -> None:
+    """As every local filesystem does; some programs and test suites count on them."""
+    seed_files(s3_server, bucket)
+    mounted = mount_factory()
+    for directory, parent in ((mounted.path, mounted.path), (mounted.path / "data", mounted.path),
+                              (mounted.path / "data" / "nested", mounted.path / "data")):
+        entries = raw_entries(directory)
+        assert sorted(entries) == sorted([".", "..", *os.listdir(directory)])
+        assert entries["."] == directory.stat().st_ino
+        assert entries[".."] == parent.stat().st_ino
 
 
 def seed_files(server, bucket: str) -> None:
