@@ -65,6 +65,14 @@ NOW = -1 << 63  # a time in changed(): the moment of the change (no time a clien
 TIME_RANGE = (NOW + 1, (1 << 63) - 1)  # nanoseconds the overlay (SQLite integers) can hold
 
 
+@dataclasses.dataclass
+class Orphan:
+    """What the overlay held for an inode whose name is gone while the kernel or a handle still holds it."""
+
+    meta: Meta
+    xattrs: dict[str, bytes]
+
+
 def settable(nanoseconds: int) -> int:
     """A time a client sets, within what the overlay holds: ext4 too clamps times to its range."""
     return max(TIME_RANGE[0], min(TIME_RANGE[1], nanoseconds))
@@ -100,10 +108,9 @@ class Operations(pyfuse3.Operations):
         self.files = files
         files.uploaded = self.uploaded
         self.handles = HandleTable()
-        # chmod, chown and times of inodes whose name is gone while the kernel or a handle holds them (fstat of
-        # an unlinked open file): their overlay row went with the name
-        self.orphans: dict[int, Meta] = {}
-        self.orphan_xattrs: dict[int, dict[str, bytes]] = {}
+        # chmod, chown, times and xattrs of inodes whose name is gone while the kernel or a handle holds them
+        # (fstat of an unlinked open file): their overlay row went with the name
+        self.orphans: dict[int, Orphan] = {}
         self.names = NameGuard()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
@@ -141,26 +148,26 @@ class Operations(pyfuse3.Operations):
         if inode.ino not in self.table.by_ino:
             return None
         if inode.detached:
-            return self.orphans.get(inode.ino)
+            orphan = self.orphans.get(inode.ino)
+            return orphan.meta if orphan is not None else None
         return self.overlay_of(inode.path).get(self.table.key(inode.path))
 
     def orphan(self, inode: Inode) -> None:
         """`inode` is about to lose its name: its metadata and user xattrs stay with it while it is held."""
-        self.orphans[inode.ino] = dataclasses.replace(self.meta(inode) or Meta())
-        self.orphan_xattrs[inode.ino] = self.user_xattrs(inode)
+        self.orphans[inode.ino] = Orphan(dataclasses.replace(self.meta(inode) or Meta()), self.user_xattrs(inode))
 
     def user_xattrs(self, node: Inode) -> dict[str, bytes]:
         """The user.* xattrs set through the mount: the overlay's, or an orphan's own (never a row under the
         placeholder path of a removed name, which a later inode of the same number would find)."""
         if node.detached:
-            return self.orphan_xattrs.setdefault(node.ino, {})
+            orphan = self.orphans.setdefault(node.ino, Orphan(Meta(), {}))
+            return orphan.xattrs
         return self.overlay_of(node.path).xattrs(self.table.key(node.path))
 
     def drop_orphan(self, ino: int) -> None:
         """Forget an orphan's metadata once nothing holds the inode."""
         if ino not in self.table.by_ino:
             self.orphans.pop(ino, None)
-            self.orphan_xattrs.pop(ino, None)
 
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
         meta = self.meta(inode) or Meta()
@@ -208,8 +215,9 @@ class Operations(pyfuse3.Operations):
         values.update({name: (now if value == NOW else value) for name, value in times.items()})
         if inode.detached:
             kept = self.orphans.get(inode.ino)
-            for name, value in values.items() if kept is not None else ():
-                setattr(kept, name, value)
+            if kept is not None:
+                for name, value in values.items():
+                    setattr(kept.meta, name, value)
             return
         self.overlay_of(inode.path).update(self.table.key(inode.path), **values)
 
@@ -628,7 +636,6 @@ class Operations(pyfuse3.Operations):
                     file.unlinked = False
                 if target is not None:
                     self.orphans.pop(target.ino, None)
-                    self.orphan_xattrs.pop(target.ino, None)
                 raise
             await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
             self.changed(source)
