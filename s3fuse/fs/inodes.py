@@ -388,7 +388,8 @@ class InodeTable:
         return await self.stat_path(path)
 
     async def stat_path(self, path: str) -> Inode:
-        """Ask S3 what `path` is: a HEAD for the object and a one-key LIST for the prefix, concurrently."""
+        """Ask S3 what `path` is: a HEAD for the object and a one-key LIST for the prefix, concurrently. A file
+        open through the mount that S3 does not have yet is what the table knows of it (as in listings)."""
         head: list[ObjectInfo | None] = [None]
         is_dir = [False]
 
@@ -404,6 +405,10 @@ class InodeTable:
             return self.remember(path, None, True)
         if head[0] is not None:
             return self.remember(path, head[0], False)
+        pending = self.known(path)
+        if pending is not None and self.pinned.get(pending.ino):  # open here and not in S3 yet: a new file
+            pending.expires = self.now() + self.ttl
+            return pending
         self.forget_path(path)
         self.negative[path] = self.now() + self.ttl
         raise OSError(errno.ENOENT, path)

@@ -135,6 +135,35 @@ def test_unlinked_file_stays_usable_through_its_handle(mounted: Mounted) -> None
     assert "gone.txt" not in s3_keys(mounted)  # never uploaded after the unlink
 
 
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_a_new_file_is_found_by_name_before_its_first_close_with_a_ttl_of_0(mount_factory: MountFactory,
+                                                                            streaming: str) -> None:
+    """With no metadata cache a lookup asks S3, which has no object before the close: the open file must still
+    be found (stat, a second open, O_EXCL, unlink of a temporary file)."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=0",
+                            f"alluxio.underfs.s3.streaming.upload.enabled={streaming}")
+    path = mounted.path / "new.txt"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"hello")
+        assert os.stat(path).st_size == 5
+        assert path.read_bytes() == b"hello"
+        with pytest.raises(FileExistsError):
+            os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    finally:
+        os.close(fd)
+    assert s3_keys(mounted) == ["new.txt"] and path.read_bytes() == b"hello"
+    os.mkdir(mounted.path / "d")
+    fd = os.open(mounted.path / "d" / "tmp", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.unlink(mounted.path / "d" / "tmp")
+        os.write(fd, b"x" * 100)
+    finally:
+        os.close(fd)
+    os.rmdir(mounted.path / "d")
+    assert s3_keys(mounted) == ["new.txt"]
+
+
 def test_streaming_upload_sends_parts_before_close(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
                             "alluxio.underfs.s3.streaming.upload.partition.size=5MB", via_proxy=True)
