@@ -748,9 +748,11 @@ class Operations(pyfuse3.Operations):
 
     @errno_boundary
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        """The xattrs set through the mount. The read-only user.s3.* ones are answered by name but not listed:
+        copying tools (cp -a, rsync -X, tar --xattrs) copy what is listed, and would fail to set them on a copy
+        in the mount (EPERM) or carry another object's ETag to a local one; listing them also cost a HEAD."""
         node = self.table.get(inode)
-        names = [*(await self.s3_xattrs(node)), *self.user_xattrs(node)]
-        return [name.encode("utf-8", "surrogateescape") for name in names]
+        return [name.encode("utf-8", "surrogateescape") for name in self.user_xattrs(node)]
 
     @errno_boundary
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:

@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -395,7 +396,11 @@ def test_xattrs(mounted: Mounted) -> None:
     assert os.getxattr(path, "user.s3.meta.origin") == b"test"
     os.setxattr(path, "user.note", b"kept locally")
     assert os.getxattr(path, "user.note") == b"kept locally"
-    assert {"user.s3.etag", "user.note", "user.s3.meta.origin"} <= set(os.listxattr(path))
+    assert os.listxattr(path) == ["user.note"]  # user.s3.* are read by name only
+    copy = mounted.path / "copy.json"
+    subprocess.run(["cp", "--preserve=xattr", path, copy], check=True)  # failed on setting user.s3.etag
+    assert os.listxattr(copy) == ["user.note"] and os.getxattr(copy, "user.note") == b"kept locally"
+    assert os.getxattr(copy, "user.s3.etag") == os.getxattr(path, "user.s3.etag")  # same bytes, same MD5
     assert errno_of(lambda: os.getxattr(path, "user.missing")) == errno.ENODATA
     assert errno_of(lambda: os.setxattr(path, "user.s3.etag", b"forged")) == errno.EPERM
     assert errno_of(lambda: os.setxattr(path, "trusted.x", b"1")) in (errno.ENOTSUP, errno.EPERM)
