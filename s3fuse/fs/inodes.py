@@ -389,7 +389,8 @@ class InodeTable:
 
     async def stat_path(self, path: str) -> Inode:
         """Ask S3 what `path` is: a HEAD for the object and a one-key LIST for the prefix, concurrently. A file
-        open through the mount that S3 does not have yet is what the table knows of it (as in listings)."""
+        open through the mount that S3 does not have is what the table knows of it until its close, as in
+        listings (a new file has no object before then)."""
         head: list[ObjectInfo | None] = [None]
         is_dir = [False]
 
@@ -406,7 +407,7 @@ class InodeTable:
         if head[0] is not None:
             return self.remember(path, head[0], False)
         pending = self.known(path)
-        if pending is not None and self.pinned.get(pending.ino):  # open here and not in S3 yet: a new file
+        if pending is not None and self.pinned.get(pending.ino):  # open here: a new file is not in S3 before close
             pending.expires = self.now() + self.ttl
             return pending
         self.forget_path(path)
