@@ -30,6 +30,7 @@ from s3fuse.fs.listing import Entry, name_problem
 from s3fuse.fs.listing import join_path as join
 from s3fuse.fs.namespace import Mount
 from s3fuse.fs.overlay import Meta, Overlay
+from s3fuse.fs.readahead import SiblingReadAhead
 from s3fuse.fs.renames import NameGuard
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class Operations(pyfuse3.Operations):
         # (fstat of an unlinked open file): their overlay row went with the name
         self.orphans: dict[int, Orphan] = {}
         self.names = NameGuard()
+        self.siblings = SiblingReadAhead()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
         self.enable_writeback_cache = not mount.config.streaming_upload
@@ -457,7 +459,20 @@ class Operations(pyfuse3.Operations):
             node.page_cache_etag = node.etag
             self.table.pin(node.ino)
             handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+            if not writable:
+                self.read_ahead_siblings(node)
             return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
+
+    def read_ahead_siblings(self, node: Inode) -> None:
+        """A reader going through a directory's files in order gets the next small ones fetched (readahead.py)."""
+        directory = parent_of(node.path)
+        listing = self.table.cached_listing(directory)
+        if listing is None:
+            return
+        for entry in self.siblings.next_files(directory, listing.entries, node.path.rpartition("/")[2]):
+            path = join(directory, entry.name)
+            version = Version(self.mount_of(path).client, self.table.key(path), entry.etag, entry.size)
+            self.cache.prefetch(version, range(1))
 
     def appends(self, flags: int) -> bool:
         """Whether writes of this handle go to the end of the file regardless of their offset: with the

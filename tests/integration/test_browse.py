@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -235,3 +236,32 @@ def test_random_reads_fetch_only_what_they_need(mount_factory: MountFactory, s3_
     ranges = [r.headers.get("range", "") for r in mounted.proxy.requests if r.operation == "GetObject"]
     sizes = [int(end) - int(start) + 1 for start, end in (r.removeprefix("bytes=").split("-") for r in ranges)]
     assert sizes and max(sizes) <= 2 << 20  # a small aligned range (plus the kernel's read-ahead), not 8 MiB
+
+
+def test_small_files_read_in_order_are_fetched_ahead(mount_factory: MountFactory, s3_server, bucket) -> None:
+    """A reader going through a directory's small files in name order finds the next ones already on their
+    way; every file is still fetched once, and its bytes are its own."""
+    client = s3_server.client()
+    bodies = {f"small/f{n:02d}": random.Random(n).randbytes(3000 + n) for n in range(20)}
+    for key, body in bodies.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    mounted = mount_factory(via_proxy=True)
+    proxy = mounted.proxy
+    assert proxy is not None
+    names = sorted(os.listdir(mounted.path / "small"))
+    proxy.reset()
+
+    def fetched() -> list[str]:
+        with proxy.lock:
+            return [r.path.rsplit("/", 1)[1] for r in proxy.requests if r.operation == "GetObject"]
+
+    for name in names[:2]:
+        assert (mounted.path / "small" / name).read_bytes() == bodies[f"small/{name}"]
+    for _ in range(300):  # the second open in order sends the next files' GETs before they are opened
+        if set(names[2:10]) <= set(fetched()):
+            break
+        time.sleep(0.1)
+    assert set(names[2:10]) <= set(fetched())
+    for name in names:
+        assert (mounted.path / "small" / name).read_bytes() == bodies[f"small/{name}"]
+    assert sorted(fetched()) == names  # one GET per file
