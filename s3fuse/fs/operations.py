@@ -527,10 +527,16 @@ class Operations(pyfuse3.Operations):
         and reads the new one, instead of every open failing until the metadata TTL ran out."""
         node = file.inode
         if node.etag == file.base_etag:  # not learned yet (from an earlier read, or a listing): ask S3
-            node = await self.table.refresh(node, now=True)
+            try:
+                node = await self.table.refresh(node, now=True)
+                change = "replaced"
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                change = "deleted or renamed away"
             node.page_cache_etag = ""
-            log.warning("%s was replaced in S3 while open (its metadata was cached): this open fails with "
-                        "ESTALE; open it again to read the new version", node.path)
+            log.warning("%s was %s in S3 while open (its metadata was cached): this open fails with ESTALE; "
+                        "open the name again", node.path, change)
         parent = self.table.known(parent_of(node.path))
         if parent is not None:
             name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")

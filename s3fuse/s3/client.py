@@ -261,8 +261,8 @@ class S3Client:
     async def get_range(self, key: str, start: int, end: int, etag: str = "",
                         into: memoryview | None = None) -> memoryview:
         """Bytes [start, end) of the object, into `into` when given (a buffer of that length); with `etag`,
-        S3Error(ESTALE) when the object has changed. The body travels on a worker thread (ranged.py); failures
-        are retried like botocore's standard mode, and so is a body cut short."""
+        S3Error(ESTALE) when the object has changed or is gone. The body travels on a worker thread (ranged.py);
+        failures are retried like botocore's standard mode, and so is a body cut short."""
         target = memoryview(bytearray(end - start)) if into is None else into
         headers = {"Range": f"bytes={start}-{end - 1}"} | ({"If-Match": f'"{etag}"'} if etag else {})
         attempts = self.config.max_error_retry + 1
@@ -280,7 +280,9 @@ class S3Client:
                     if not failure.retriable or attempt == attempts - 1:
                         where = f"s3://{self.bucket}/{key}"
                         if failure.status:
-                            raise answer_error(failure.code, str(failure.status), str(failure), "GetObject", where,
+                            # the version this reader holds is gone (deleted or renamed away): stale, as replaced
+                            code = "VersionGone" if etag and failure.status == 404 else failure.code
+                            raise answer_error(code, str(failure.status), str(failure), "GetObject", where,
                                                self.credential_source) from None
                         raise no_answer(failure.code, str(failure), "GetObject", where) from None
                     log.info("GET %s bytes %d-%d failed (%s %s); retrying", key, start, end, failure.code, failure)

@@ -43,6 +43,8 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "AllAccessDisabled": (errno.EACCES, "the bucket denies all access"),
     "PreconditionFailed": (errno.ESTALE, "another writer replaced the object since it was opened; open it again"),
     "412": (errno.ESTALE, "another writer replaced the object since it was opened; open it again"),
+    "VersionGone": (errno.ESTALE, "another writer deleted or renamed the object since it was opened; its bytes "
+                                  "cannot be read any more: open the name again"),
     "InvalidRange": (errno.EINVAL, ""),
     "416": (errno.EINVAL, ""),
     "EntityTooLarge": (errno.EFBIG, "the object exceeds what the server accepts in one request"),

@@ -164,6 +164,33 @@ def test_a_new_file_is_found_by_name_before_its_first_close_with_a_ttl_of_0(moun
     assert s3_keys(mounted) == ["new.txt"]
 
 
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_a_write_to_a_file_another_client_deleted_is_estale(mount_factory: MountFactory, streaming: str) -> None:
+    """The write needs the old bytes (an append), which are gone: ESTALE, as for a replaced object, and nothing
+    half-written comes back into S3 at close."""
+    mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={streaming}")
+    client = mounted.client()
+    client.put_object(Bucket=mounted.bucket, Key="log", Body=b"original")
+    client.put_object(Bucket=mounted.bucket, Key="moved", Body=b"original")
+    assert (mounted.path / "log").stat().st_size == (mounted.path / "moved").stat().st_size == 8
+    appender = os.open(mounted.path / "log", os.O_WRONLY | os.O_APPEND)
+    reader = os.open(mounted.path / "moved", os.O_RDONLY)
+    try:
+        client.delete_object(Bucket=mounted.bucket, Key="log")
+        client.copy_object(Bucket=mounted.bucket, Key="elsewhere", CopySource={"Bucket": mounted.bucket,
+                                                                               "Key": "moved"})
+        client.delete_object(Bucket=mounted.bucket, Key="moved")
+        with pytest.raises(OSError) as written:
+            os.write(appender, b"+more")
+        with pytest.raises(OSError) as read:
+            os.pread(reader, 8, 0)
+        assert (written.value.errno, read.value.errno) == (errno.ESTALE, errno.ESTALE)
+    finally:
+        os.close(appender)
+        os.close(reader)
+    assert s3_keys(mounted) == ["elsewhere"]
+
+
 def test_streaming_upload_sends_parts_before_close(mount_factory: MountFactory) -> None:
     mounted = mount_factory("alluxio.underfs.s3.streaming.upload.enabled=true",
                             "alluxio.underfs.s3.streaming.upload.partition.size=5MB", via_proxy=True)
