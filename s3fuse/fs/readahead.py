@@ -18,6 +18,7 @@ from s3fuse.fs.listing import Entry
 SMALL_FILE = 1 << 20  # files up to this size are fetched ahead (one GET each, their own size in memory)
 AHEAD = 8  # files fetched ahead of the reader
 DIRECTORIES = 64  # directories whose last opened name is remembered
+LARGEST_DIRECTORY = 10_000  # entries; larger listings are not sorted on the event loop (10,000 names: 2 ms)
 
 
 @dataclass
@@ -37,6 +38,8 @@ class SiblingReadAhead:
     def next_files(self, directory: str, entries: dict[str, Entry], name: str) -> list[Entry]:
         """The small files to fetch now that `name` was opened for reading in `directory` (whose listing is
         `entries`): the next AHEAD names after it, when the name opened before it was among the AHEAD before."""
+        if len(entries) > LARGEST_DIRECTORY:
+            return []
         names = self._names(directory, entries)
         position = bisect.bisect_left(names, name)
         previous = self.last_opened.pop(directory, None)

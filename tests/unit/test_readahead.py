@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from s3fuse.fs.listing import Entry
-from s3fuse.fs.readahead import AHEAD, SMALL_FILE, SiblingReadAhead
+from s3fuse.fs.readahead import AHEAD, LARGEST_DIRECTORY, SMALL_FILE, SiblingReadAhead
 
 
 def listing() -> dict[str, Entry]:
@@ -34,3 +34,10 @@ def test_directories_are_followed_apart() -> None:
     readahead.next_files("a", entries, "f10")
     assert readahead.next_files("b", entries, "f11") == []
     assert [entry.name for entry in readahead.next_files("a", entries, "f11")][:1] == ["f12"]
+
+
+def test_a_directory_too_large_to_sort_is_not_read_ahead() -> None:
+    readahead = SiblingReadAhead()
+    entries = {f"f{n:06d}": Entry(f"f{n:06d}", False, 100, "e") for n in range(LARGEST_DIRECTORY + 1)}
+    readahead.next_files("d", entries, "f000000")
+    assert readahead.next_files("d", entries, "f000001") == []
