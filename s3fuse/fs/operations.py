@@ -446,12 +446,14 @@ class Operations(pyfuse3.Operations):
         async with self.names.changing_names(lambda: (held.path,)):
             if node.is_dir:
                 raise OSError(errno.EISDIR, node.path)
-            writable = bool(flags & (os.O_WRONLY | os.O_RDWR))
-            mount = self.changing(node.path) if writable or flags & os.O_TRUNC else self.mount_of(node.path)
+            # O_TRUNC changes the file also with O_RDONLY (Linux truncates; write permission was checked): this
+            # open's close uploads it, as a writer's does (the kernel sends no write through it)
+            writable = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC))
+            mount = self.changing(node.path) if writable else self.mount_of(node.path)
             if self.files.get(inode) is None:
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
-            if flags & os.O_TRUNC:  # also with O_RDONLY: Linux truncates (write permission was checked)
+            if flags & os.O_TRUNC:
                 async with file.lock:
                     await file.truncate(0)
                 self.changed(node, mtime=NOW)
