@@ -281,7 +281,8 @@ class S3Client:
                         where = f"s3://{self.bucket}/{key}"
                         if failure.status:
                             # the version this reader holds is gone (deleted or renamed away): stale, as replaced
-                            code = "VersionGone" if etag and failure.status == 404 else failure.code
+                            gone = etag and failure.status == 404 and failure.code != "NoSuchBucket"
+                            code = "VersionGone" if gone else failure.code
                             raise answer_error(code, str(failure.status), str(failure), "GetObject", where,
                                                self.credential_source) from None
                         raise no_answer(failure.code, str(failure), "GetObject", where) from None
