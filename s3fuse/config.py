@@ -252,6 +252,11 @@ class Config:
                                "How long attributes and listings are trusted before S3 is asked again")
     metadata_max_size: int = prop("alluxio.user.metadata.cache.max.size", INT, "100000",
                                   "Directory listings kept in the metadata cache")
+    direct_io: bool = prop("alluxio.fuse.direct.io.enabled", BOOL, "false",
+                           "Read-only opens bypass the kernel's page cache (mount option direct_io): a streaming "
+                           "read of a big file skips a copy and the page cache's memory, but every read(2) "
+                           "goes to s3fuse at its own size, nothing is kept for a rereading, and a MAP_SHARED "
+                           "mmap of a file opened read-only fails with ENODEV (MAP_PRIVATE works)")
     # service
     umount_timeout: float = prop("alluxio.fuse.umount.timeout", DURATION, "1min",
                                  "How long a stop waits for uploads in flight; then their bytes are kept in the "

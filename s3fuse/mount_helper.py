@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = "shared" in flags
     allow_other = "allow_other" in flags
     debug = "debug" in flags
-    unknown = flags - {"ro", "readonly", "shared", "allow_other", "debug", "foreground"}
+    direct_io = "direct_io" in flags
+    unknown = flags - {"ro", "readonly", "shared", "allow_other", "debug", "foreground", "direct_io"}
     if unknown:
         print(f"mount.alluxio-s3: unknown option(s) {', '.join(sorted(unknown))}; properties are key=value",
               file=sys.stderr)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.setup_logging(config.conf_dir(args.conf), verbose=debug)
     try:
         configuration = config.load(args.conf, (), properties, readonly=readonly or None, shared=shared or None,
-                                    root_ufs=args.source)
+                                    direct_io=direct_io or None, root_ufs=args.source)
     except config.ConfigError as exc:
         print(f"mount.alluxio-s3: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -458,12 +458,14 @@ class Operations(pyfuse3.Operations):
                     await file.truncate(0)
                 self.changed(node, mtime=NOW)
             keep_cache = node.page_cache_etag == node.etag and not file.dirty
-            node.page_cache_etag = node.etag
+            node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
             self.table.pin(node.ino)
             handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
             if not writable:
                 self.read_ahead_siblings(node)
-            return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache)
+            # opt-in, as it costs shared maps (ENODEV) and the kernel's read-ahead; writers keep the page cache
+            direct_io = mount.config.direct_io and not writable
+            return pyfuse3.FileInfo(fh=self.handles.add(handle), keep_cache=keep_cache, direct_io=direct_io)
 
     def read_ahead_siblings(self, node: Inode) -> None:
         """A reader going through a directory's files in order gets the next small ones fetched (readahead.py)."""

@@ -18,9 +18,11 @@ from s3fuse.cache.blocks import IN_FLIGHT_BYTES
 from s3fuse.embedded import LocalS3
 from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
+from tests.support.pages import cached_pages
 
 MiB = 1 << 20
 SMALL_BLOCKS = "alluxio.user.client.cache.page.size=1MB"
+DIRECT_IO = "alluxio.fuse.direct.io.enabled=true"
 
 
 def drop_page_cache() -> None:
@@ -200,6 +202,47 @@ def test_an_unchanged_object_keeps_its_page_cache_across_opens(mount_factory: Mo
     time.sleep(1.5)  # past the metadata TTL
     assert resident_pages(path) == 0  # the open saw the new ETag: the old pages are dropped
     assert path.read_bytes() == data[::-1]
+
+
+def test_with_direct_io_a_reader_bypasses_the_page_cache_and_a_writer_keeps_it(mount_factory: MountFactory,
+                                                                             s3_server: LocalS3, bucket: str) -> None:
+    data = random.Random(11).randbytes(2 * MiB + 5)
+    s3_server.client().put_object(Bucket=bucket, Key="streamed.bin", Body=data)
+    mounted = mount_factory(DIRECT_IO)
+    path = mounted.path / "streamed.bin"
+    with open(path, "rb", buffering=0) as reader:
+        assert reader.readall() == data
+        assert os.pread(reader.fileno(), 100, 2 * MiB - 50) == data[2 * MiB - 50:]  # unaligned, across the end
+        assert cached_pages(reader.fileno()) == 0
+        with pytest.raises(OSError) as shared:
+            mmap.mmap(reader.fileno(), 0, access=mmap.ACCESS_READ)
+        assert shared.value.errno == errno.ENODEV  # the kernel's rule for direct I/O, as documented
+        with mmap.mmap(reader.fileno(), 0, access=mmap.ACCESS_COPY) as private:
+            assert private[:] == data
+    # a writer's open keeps the page cache and shared maps; a direct reader sees what it has not flushed yet
+    with open(path, "r+b", buffering=0) as writer:
+        os.pwrite(writer.fileno(), b"new!", 0)
+        with mmap.mmap(writer.fileno(), 0) as shared_map:
+            assert shared_map[:4] == b"new!"
+        with open(path, "rb", buffering=0) as reader:
+            assert reader.read(8) == b"new!" + data[4:8]
+    assert s3_server.client().get_object(Bucket=bucket, Key="streamed.bin")["Body"].read() == b"new!" + data[4:]
+
+
+def test_a_direct_reader_of_a_new_version_leaves_no_old_pages_to_a_writer(mount_factory: MountFactory,
+                                                                           s3_server: LocalS3, bucket: str) -> None:
+    old, new = random.Random(12).randbytes(MiB), random.Random(13).randbytes(MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="versions.bin", Body=old)
+    mounted = mount_factory(DIRECT_IO, "alluxio.user.metadata.cache.expiration.time=1sec")
+    path = mounted.path / "versions.bin"
+    with open(path, "r+b", buffering=0) as writer:  # reads through the page cache, which keeps them
+        assert writer.readall() == old
+    client.put_object(Bucket=bucket, Key="versions.bin", Body=new)  # same size, another ETag
+    time.sleep(1.5)  # past the metadata TTL
+    assert path.read_bytes() == new  # direct: the old pages are still in the page cache
+    with open(path, "r+b", buffering=0) as writer:
+        assert writer.readall() == new
 
 
 def replaced_after_its_lookup(mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> tuple[Mounted, Path]:

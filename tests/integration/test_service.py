@@ -26,6 +26,7 @@ import pytest
 from s3fuse.embedded import LocalS3, clean_aws_environment
 from s3fuse.fs.operations import Operations
 from tests.conftest import BIN, Mounted, MountFactory
+from tests.support.pages import cached_pages
 from tests.support.proxy import Request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,12 +154,14 @@ def test_mount_t_and_umount(helper: Path, s3_server: LocalS3, bucket: str, tmp_p
 def test_fstab_line(helper: Path, s3_server: LocalS3, bucket: str, tmp_path: Path, mountpoint: Path) -> None:
     s3_server.client().put_object(Bucket=bucket, Key="logs/app.log", Body=b"a line\n")
     fstab = tmp_path / "fstab"
-    options = ",".join(["_netdev", "allow_other", *mount_options(s3_server, tmp_path)])
+    options = ",".join(["_netdev", "allow_other", "direct_io", *mount_options(s3_server, tmp_path)])
     fstab.write_text(f"# a temporary fstab\ns3://{bucket}/logs {mountpoint} alluxio-s3 {options} 0 0\n")
     result = subprocess.run(["mount", "-T", str(fstab), str(mountpoint)], capture_output=True, text=True,
                             env=service_env(tmp_path), timeout=60)
     assert result.returncode == 0, result.stderr + log_of(tmp_path)
-    assert (mountpoint / "app.log").read_bytes() == b"a line\n"
+    with open(mountpoint / "app.log", "rb", buffering=0) as reader:
+        assert reader.readall() == b"a line\n"
+        assert cached_pages(reader.fileno()) == 0  # direct_io: read-only opens bypass the page cache
     entry = next(line for line in Path("/proc/mounts").read_text().splitlines() if f" {mountpoint} " in line)
     assert entry.startswith(f"s3://{bucket}/logs/ ") and "allow_other" in entry
     # `s3fuse unmount` finds the helper's daemon by its command line, stops it and waits for its exit
