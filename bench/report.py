@@ -73,6 +73,10 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
         ram = figure("seq_warm_ram", "s3fuse")
         if ram:
             lines.append(f"  the same with the block cache on tmpfs: {ram:.0f} MB/s, {ram / memfs:.2f} x")
+    cold_dio, warm_dio = figure("seq_cold_dio", "s3fuse"), figure("seq_warm_dio", "s3fuse")
+    if cold_dio and best and warm_dio and memfs:
+        lines.append(f"  with -o direct_io (opt-in): cold {cold_dio:.0f} MB/s, {cold_dio / best:.2f} x; "
+                     f"warm {warm_dio:.0f} MB/s, {warm_dio / memfs:.2f} x")
     rss = figure("rss", "s3fuse")
     if rss:
         lines.append(f"- target RSS < 512 MiB while reading: peak {rss:.0f} MiB")
