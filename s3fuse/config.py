@@ -255,8 +255,9 @@ class Config:
     direct_io: bool = prop("alluxio.fuse.direct.io.enabled", BOOL, "false",
                            "Read-only opens bypass the kernel's page cache (mount option direct_io): a streaming "
                            "read of a big file skips a copy and the page cache's memory, but every read(2) "
-                           "goes to s3fuse at its own size, nothing is kept for a rereading, and a MAP_SHARED "
-                           "mmap of a file opened read-only fails with ENODEV (MAP_PRIVATE works)")
+                           "goes to s3fuse at its own size, nothing is kept for a rereading, a MAP_SHARED "
+                           "mmap of a file opened read-only fails with ENODEV (MAP_PRIVATE works), and writes "
+                           "go without the kernel's writeback cache, as in streaming mode")
     # service
     umount_timeout: float = prop("alluxio.fuse.umount.timeout", DURATION, "1min",
                                  "How long a stop waits for uploads in flight; then their bytes are kept in the "

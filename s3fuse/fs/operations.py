@@ -116,7 +116,9 @@ class Operations(pyfuse3.Operations):
         self.siblings = SiblingReadAhead()
         # The writeback cache holds a file's writes in the kernel until close for anything below its dirty
         # limit, which would turn a streaming upload back into one at close: streaming mode goes without it.
-        self.enable_writeback_cache = not mount.config.streaming_upload
+        # So does direct I/O: a direct read is answered by s3fuse alone, and before a writer's cached pages
+        # reached it, it would end the file where they begin (the kernel flushes only the range read).
+        self.enable_writeback_cache = not (mount.config.streaming_upload or mount.config.direct_io)
 
     # -- attributes ------------------------------------------------------------------------------------------
 

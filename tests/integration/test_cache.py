@@ -229,6 +229,18 @@ def test_with_direct_io_a_reader_bypasses_the_page_cache_and_a_writer_keeps_it(m
     assert s3_server.client().get_object(Bucket=bucket, Key="streamed.bin")["Body"].read() == b"new!" + data[4:]
 
 
+def test_a_direct_reader_finds_the_hole_a_writer_just_made(mount_factory: MountFactory) -> None:
+    mounted = mount_factory(DIRECT_IO)
+    path = mounted.path / "holes.bin"
+    path.write_bytes(b"a" * 100)
+    with open(path, "r+b", buffering=0) as writer:  # the file is clean in s3fuse: the kernel holds the writes
+        os.pwrite(writer.fileno(), b"z", MiB)  # past the end: a hole before it, neither flushed nor synced
+        with open(path, "rb", buffering=0) as reader:
+            assert os.fstat(reader.fileno()).st_size == MiB + 1
+            assert os.pread(reader.fileno(), 10, 1000) == bytes(10)  # not the end of the file
+            assert reader.readall() == b"a" * 100 + bytes(MiB - 100) + b"z"
+
+
 def test_a_direct_reader_of_a_new_version_leaves_no_old_pages_to_a_writer(mount_factory: MountFactory,
                                                                            s3_server: LocalS3, bucket: str) -> None:
     old, new = random.Random(12).randbytes(MiB), random.Random(13).randbytes(MiB)
