@@ -142,11 +142,17 @@ class S3Observer:
         events.register("after-call-error.s3", self._failed)
         client.listeners.append(self.record)
 
-    def record(self, operation: str, result: str, seconds: float, body_bytes: int) -> None:
-        """A request sent without botocore (the block cache's ranged GETs)."""
+    def record(self, operation: str, result: str, seconds: float, body_bytes: int, last: bool) -> None:
+        """An attempt sent without botocore (the block cache's ranged GETs, whole-object PUTs); `last`: no retry
+        follows it."""
         self.metrics.requests.labels(operation, result).inc()
         self.metrics.latency.labels(operation).observe(seconds)
-        self.metrics.download_bytes.inc(body_bytes)
+        if operation not in UPLOAD_OPERATIONS:
+            self.metrics.download_bytes.inc(body_bytes)
+        elif result == "2xx":
+            self.metrics.upload_bytes.inc(body_bytes)
+        elif last:
+            self.metrics.upload_failures.inc()
 
     def in_flight(self, bucket: str, key: str, upload_id: str) -> bool:
         """Whether this daemon is still writing that upload (or is creating an upload of that key right now)."""

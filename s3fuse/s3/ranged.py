@@ -1,11 +1,13 @@
-"""Ranged GETs on worker threads, read straight into one buffer: the block cache's bulk transfers.
+"""Ranged GETs on worker threads, read straight into one buffer (the block cache's bulk transfers), and
+single-request PUTs the same way (a file's upload at close).
 
 Measured on the 2-core machine against Ceph RGW, 8 MiB ranges, 8 in flight: aiobotocore under trio-asyncio
 spends 2.6 ms of CPU per MiB of body (1.5 ms on a plain asyncio loop), `http.client` on threads 0.66 ms, since
 `readinto1` lets the kernel fill the buffer with the GIL released. With the server on the same two cores, that
-CPU is what decides the throughput. URL and signature stay botocore's (s3/client.py builds the URL from a
-presigned probe and signs the headers), so every credential source, signer, region and addressing style work
-exactly as for the other requests.
+CPU is what decides the throughput. A 4 KiB file's PutObject cost the event loop 4.4 ms of CPU in aiobotocore:
+the daemon's busiest work while files are created one after another. URL and signature stay botocore's
+(s3/client.py builds the URL from a presigned probe and signs the headers), so every credential source, signer,
+region and addressing style work exactly as for the other requests.
 """
 
 from __future__ import annotations
@@ -105,18 +107,38 @@ class Connections:
                 connection.close()
 
 
-def get_range(connections: Connections, url: str, start: int, end: int, into: memoryview,
-              headers: Mapping[str, str] | None = None) -> None:
-    """Bytes [start, end) of the object at `url`, into `into`; RangeFailure otherwise. A kept-alive connection
-    the server has closed meanwhile (it answers nothing at all) is replaced once at no cost of an attempt, as
-    urllib3 and aiohttp do."""
+@dataclass
+class Exchange:
+    """One request's answer on the connection that carried it, which goes back to the pool once the answer was
+    read to its end (`finish`), and is closed otherwise."""
+
+    connections: Connections
+    origin: tuple[str, str, int]
+    connection: http.client.HTTPConnection
+    response: http.client.HTTPResponse
+    deadline: float
+    began: float
+
+    def finish(self) -> None:
+        if self.connection.sock is not None:  # the request timeout may have shortened it
+            self.connection.sock.settimeout(self.connections.transport.socket_timeout)
+        if self.response.will_close:
+            self.connection.close()
+        else:
+            self.connections.give_back(*self.origin, self.connection)
+
+
+def send(connections: Connections, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+         ) -> Exchange:
+    """The answer's status and headers; RangeFailure when none came. A kept-alive connection the server has
+    closed meanwhile (it answers nothing at all) is replaced once at no cost of an attempt, as urllib3 and
+    aiohttp do."""
     parts = urllib.parse.urlsplit(url)
     scheme, host = parts.scheme, parts.hostname or ""
     port = parts.port or (443 if scheme == "https" else 80)
     # through a plain HTTP proxy the request line carries the absolute URL; through a tunnel, just the path
     target = url if connections.transport.proxy and scheme == "http" else parts.path + (
         f"?{parts.query}" if parts.query else "")
-    request_headers = {"Range": f"bytes={start}-{end - 1}", **(headers or {})}
     began = time.monotonic()
     deadline = began + (connections.transport.request_timeout or 1e9)
     origin = (scheme, host, port)
@@ -128,38 +150,66 @@ def get_range(connections: Connections, url: str, start: int, end: int, into: me
             raise RangeFailure(f"cannot connect to {host}:{port}: {exc}", type(exc).__name__) from exc
         try:
             limit_socket(connection, deadline)
-            connection.request("GET", target, headers=request_headers)
+            connection.request(method, target, body=body, headers=dict(headers))
             response = connection.getresponse()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
             connection.close()
             if reused:
                 continue
             raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+        except RangeFailure:
+            connection.close()
+            raise
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
-        break
+        return Exchange(connections, origin, connection, response, deadline, began)
+
+
+def get_range(connections: Connections, url: str, start: int, end: int, into: memoryview,
+              headers: Mapping[str, str] | None = None) -> None:
+    """Bytes [start, end) of the object at `url`, into `into`; RangeFailure otherwise."""
+    exchange = send(connections, "GET", url, {"Range": f"bytes={start}-{end - 1}", **(headers or {})})
+    response, connection = exchange.response, exchange.connection
     try:
         if response.status not in (200, 206):
             raise error_answer(response)
         if response.status == 200 and response.length != end - start:  # a server that ignored the Range
             raise RangeFailure(f"the server answered 200 with {response.length} bytes to a ranged GET",
                                "NoRange", 200, retriable=False)
-        read_body(response, connection, into, deadline)
-        if connection.sock is not None:  # the request timeout may have shortened it
-            connection.sock.settimeout(connections.transport.socket_timeout)
+        read_body(response, connection, into, exchange.deadline)
     except RangeFailure:
         connection.close()
         raise
     except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, a cut body: the connection is spent
         connection.close()
         raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
-    log.debug("GET %s bytes=%d-%d: %d %s, %d bytes in %.1f ms", parts.path, start, end - 1, response.status,
-              response.reason, end - start, 1000 * (time.monotonic() - began))
-    if response.will_close:
+    log.debug("GET %s bytes=%d-%d: %d %s, %d bytes in %.1f ms", urllib.parse.urlsplit(url).path, start, end - 1,
+              response.status, response.reason, end - start, 1000 * (time.monotonic() - exchange.began))
+    exchange.finish()
+
+
+def put_object(connections: Connections, url: str, body: bytes, headers: Mapping[str, str]) -> str:
+    """Send `body` as the object at `url` (signed `headers`); its ETag, or RangeFailure."""
+    exchange = send(connections, "PUT", url, headers, body)
+    response, connection = exchange.response, exchange.connection
+    try:
+        if response.status != 200:
+            raise error_answer(response)
+        etag = (response.getheader("ETag") or "").strip('"')
+        response.read(64 << 10)  # S3 answers a PUT with an empty body; what a server adds is drained
+        if not response.isclosed():
+            raise RangeFailure("the answer to a PUT went on past 64 KiB", "Long", response.status)
+    except RangeFailure:
         connection.close()
-    else:
-        connections.give_back(*origin, connection)
+        raise
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+    log.debug("PUT %s: %d %s, %d bytes in %.1f ms", urllib.parse.urlsplit(url).path, response.status,
+              response.reason, len(body), 1000 * (time.monotonic() - exchange.began))
+    exchange.finish()
+    return etag
 
 
 def read_body(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, into: memoryview,

@@ -1,4 +1,4 @@
-"""Ranged GETs on threads (s3/ranged.py) against a tiny HTTP server that answers as told."""
+"""Ranged GETs and PUTs on threads (s3/ranged.py) against a tiny HTTP server that answers as told."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
     answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
     seen: ClassVar[list[dict[str, str]]] = []
     hang_up: ClassVar[bool] = False  # close each connection after one answer, without saying so
+    bodies: ClassVar[list[bytes]] = []  # what each PUT sent
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers.items()))
@@ -30,13 +31,17 @@ class Scripted(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = self.hang_up
 
+    def do_PUT(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.do_GET()
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    Scripted.answers, Scripted.seen, Scripted.hang_up = [], [], False
+    Scripted.answers, Scripted.seen, Scripted.hang_up, Scripted.bodies = [], [], False, []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -97,3 +102,22 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced(server: str) -> N
     ranged.get_range(pool, server, 0, 5, first)
     ranged.get_range(pool, server, 0, 5, second)  # the pooled connection is dead: a new one, same attempt
     assert (bytes(first), bytes(second)) == (b"first", b"again")
+
+
+def test_a_put_sends_its_body_and_headers_and_gives_the_etag(server: str) -> None:
+    pool = connections()
+    Scripted.answers = [(200, {"ETag": '"abc123"'}, b""), (200, {"ETag": '"def"'}, b"")]
+    assert ranged.put_object(pool, server, b"payload", {"Content-Type": "text/plain", "x-amz-meta-mode": "33188"}) \
+        == "abc123"
+    assert ranged.put_object(pool, server, b"", {}) == "def"  # an empty object, on the same connection
+    assert Scripted.bodies == [b"payload", b""]
+    assert Scripted.seen[0]["Content-Type"] == "text/plain" and Scripted.seen[0]["x-amz-meta-mode"] == "33188"
+    assert sum(len(idle) for idle in pool.idle.values()) == 1
+
+
+def test_a_refused_put_carries_its_code(server: str) -> None:
+    Scripted.answers = [(403, {}, ERROR_XML % (b"AccessDenied", b"no writes here"))]
+    with pytest.raises(ranged.RangeFailure) as failure:
+        ranged.put_object(connections(), server, b"payload", {})
+    assert (failure.value.status, failure.value.code, failure.value.retriable) == (403, "AccessDenied", False)
+    assert str(failure.value) == "no writes here"
