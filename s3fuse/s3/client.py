@@ -2,9 +2,9 @@
 
 Every public method is awaited from trio and runs one whole request (body included) as a single asyncio
 coroutine through `aio_as_trio`, so nothing above this module knows asyncio exists; the exceptions are
-`get_range` (the block cache's bulk reads) and `put` (a whole object in one request), whose bodies travel on a
-worker thread (ranged.py) with a URL and signature botocore made. Failures leave here as `S3Error` with an errno
-(see errors.py).
+`get_range` (the block cache's bulk reads), `put` (a whole object in one request) and `upload_part`, whose
+bodies travel on a worker thread (ranged.py) with a URL and signature botocore made. Failures leave here as
+`S3Error` with an errno (see errors.py).
 """
 
 from __future__ import annotations
@@ -289,17 +289,17 @@ class S3Client:
         return target
 
     async def _on_thread(self, operation: str, key: str, request: Callable[[str, str | None, Any], T],
-                         body_bytes: int, stale_if_gone: bool = False) -> T:
-        """A request whose body travels on a worker thread (ranged.py), with the URL and signature botocore
-        makes; failures are retried like botocore's standard mode, and so is a body cut short. With
-        `stale_if_gone`, a missing key means the version the caller holds is gone: S3Error(ESTALE)."""
+                         body_bytes: int, stale_if_gone: bool = False, query: str = "") -> T:
+        """A request whose body travels on a worker thread (ranged.py), to the object's URL (plus `query`) with
+        the signature botocore makes; failures are retried like botocore's standard mode, and so is a body cut
+        short. With `stale_if_gone`, a missing key means the version the caller holds is gone: ESTALE."""
         attempts = self.config.max_error_retry + 1
         for attempt in range(attempts):
             began = time.monotonic()
             try:
                 url, auth_path = await self._object_url(key)
                 signer = await self._signer()
-                result = await trio.to_thread.run_sync(request, url, auth_path, signer)
+                result = await trio.to_thread.run_sync(request, url + query, auth_path, signer)
             except ranged.RangeFailure as failure:
                 last = not failure.retriable or attempt == attempts - 1
                 self._observe(operation, f"{failure.status // 100}xx" if failure.status else "failed",
@@ -379,7 +379,7 @@ class S3Client:
                                      signed_headers("PUT", url, auth_path, signer, checked, body))
 
         async with self.upload_limiter, self._total:
-            return await self._on_thread("PutObject", key, upload, len(body))
+            return (await self._on_thread("PutObject", key, upload, len(body))).strip('"')
 
     def _write_args(self, key: str, metadata: Mapping[str, str] | None, content_type: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -432,12 +432,16 @@ class S3Client:
         return await self._call(self._admin, "CreateMultipartUpload", key, request)
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
-        async def request() -> str:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id,
-                                      "PartNumber": number, "Body": body}
-            reply = await self._client.upload_part(**kwargs)
-            return str(reply["ETag"])
-        return await self._call(self.upload_limiter, "UploadPart", key, request)
+        """The part's ETag as S3 gave it (quoted), for CompleteMultipartUpload; sent as `put` sends an object."""
+        query = f"?partNumber={number}&uploadId={urllib.parse.quote(upload_id, safe='-_.~')}"  # SigV4's encoding
+
+        def upload(url: str, auth_path: str | None, signer: Any) -> str:  # the hashes too, off the event loop
+            checked = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+            return ranged.put_object(self._connections, url, body,
+                                     signed_headers("PUT", url, auth_path, signer, checked, body))
+
+        async with self.upload_limiter, self._total:
+            return await self._on_thread("UploadPart", key, upload, len(body), query=query)
 
     async def copy_part(self, source: str, key: str, upload_id: str, number: int, start: int,
                         end: int) -> str:

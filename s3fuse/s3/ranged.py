@@ -190,13 +190,14 @@ def get_range(connections: Connections, url: str, start: int, end: int, into: me
 
 
 def put_object(connections: Connections, url: str, body: bytes, headers: Mapping[str, str]) -> str:
-    """Send `body` as the object at `url` (signed `headers`); its ETag, or RangeFailure."""
+    """Send `body` as the object (or part) at `url` (signed `headers`); its ETag header as given (quoted), or
+    RangeFailure."""
     exchange = send(connections, "PUT", url, headers, body)
     response, connection = exchange.response, exchange.connection
     try:
         if response.status != 200:
             raise error_answer(response)
-        etag = (response.getheader("ETag") or "").strip('"')
+        etag = response.getheader("ETag") or ""
         response.read(64 << 10)  # S3 answers a PUT with an empty body; what a server adds is drained
         if not response.isclosed():
             raise RangeFailure("the answer to a PUT went on past 64 KiB", "Long", response.status)
