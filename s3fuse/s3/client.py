@@ -372,14 +372,18 @@ class S3Client:
         headers |= {f"x-amz-meta-{name}": value for name, value in (metadata or {}).items()}
         if self.config.sse:
             headers["x-amz-server-side-encryption"] = "AES256"
+        return (await self._put_on_thread("PutObject", key, body, headers)).strip('"')
 
+    async def _put_on_thread(self, operation: str, key: str, body: bytes, headers: Mapping[str, str],
+                             query: str = "") -> str:
+        """A PUT of `body` on a worker thread, checked by S3 against its Content-MD5; the ETag header as given."""
         def upload(url: str, auth_path: str | None, signer: Any) -> str:  # the hashes too, off the event loop
-            checked = headers | {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+            checked = {**headers, "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
             return ranged.put_object(self._connections, url, body,
                                      signed_headers("PUT", url, auth_path, signer, checked, body))
 
         async with self.upload_limiter, self._total:
-            return (await self._on_thread("PutObject", key, upload, len(body))).strip('"')
+            return await self._on_thread(operation, key, upload, len(body), query=query)
 
     def _write_args(self, key: str, metadata: Mapping[str, str] | None, content_type: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -434,14 +438,7 @@ class S3Client:
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         """The part's ETag as S3 gave it (quoted), for CompleteMultipartUpload; sent as `put` sends an object."""
         query = f"?partNumber={number}&uploadId={urllib.parse.quote(upload_id, safe='-_.~')}"  # SigV4's encoding
-
-        def upload(url: str, auth_path: str | None, signer: Any) -> str:  # the hashes too, off the event loop
-            checked = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
-            return ranged.put_object(self._connections, url, body,
-                                     signed_headers("PUT", url, auth_path, signer, checked, body))
-
-        async with self.upload_limiter, self._total:
-            return await self._on_thread("UploadPart", key, upload, len(body), query=query)
+        return await self._put_on_thread("UploadPart", key, body, {}, query)
 
     async def copy_part(self, source: str, key: str, upload_id: str, number: int, start: int,
                         end: int) -> str:

@@ -21,10 +21,12 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRIABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                              "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
@@ -110,7 +112,7 @@ class Connections:
 @dataclass
 class Exchange:
     """One request's answer on the connection that carried it, which goes back to the pool once the answer was
-    read to its end (`finish`), and is closed otherwise."""
+    read to its end, and is closed otherwise."""
 
     connections: Connections
     origin: tuple[str, str, int]
@@ -118,14 +120,27 @@ class Exchange:
     response: http.client.HTTPResponse
     deadline: float
     began: float
+    request_line: str  # method and path, for the log
 
-    def finish(self) -> None:
+    def read(self, reader: Callable[[http.client.HTTPResponse], T], detail: str, body_bytes: int) -> T:
+        """What `reader` makes of the answer; RangeFailure for any failure, which spends the connection."""
+        try:
+            result = reader(self.response)
+        except RangeFailure:
+            self.connection.close()
+            raise
+        except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, a cut body
+            self.connection.close()
+            raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
+        log.debug("%s%s: %d %s, %d bytes in %.1f ms", self.request_line, detail, self.response.status,
+                  self.response.reason, body_bytes, 1000 * (time.monotonic() - self.began))
         if self.connection.sock is not None:  # the request timeout may have shortened it
             self.connection.sock.settimeout(self.connections.transport.socket_timeout)
         if self.response.will_close:
             self.connection.close()
         else:
             self.connections.give_back(*self.origin, self.connection)
+        return result
 
 
 def send(connections: Connections, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
@@ -163,54 +178,38 @@ def send(connections: Connections, method: str, url: str, headers: Mapping[str, 
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
             raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
-        return Exchange(connections, origin, connection, response, deadline, began)
+        return Exchange(connections, origin, connection, response, deadline, began, f"{method} {parts.path}")
 
 
 def get_range(connections: Connections, url: str, start: int, end: int, into: memoryview,
               headers: Mapping[str, str] | None = None) -> None:
     """Bytes [start, end) of the object at `url`, into `into`; RangeFailure otherwise."""
     exchange = send(connections, "GET", url, {"Range": f"bytes={start}-{end - 1}", **(headers or {})})
-    response, connection = exchange.response, exchange.connection
-    try:
+
+    def read_range(response: http.client.HTTPResponse) -> None:
         if response.status not in (200, 206):
             raise error_answer(response)
         if response.status == 200 and response.length != end - start:  # a server that ignored the Range
             raise RangeFailure(f"the server answered 200 with {response.length} bytes to a ranged GET",
                                "NoRange", 200, retriable=False)
-        read_body(response, connection, into, exchange.deadline)
-    except RangeFailure:
-        connection.close()
-        raise
-    except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, a cut body: the connection is spent
-        connection.close()
-        raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
-    log.debug("GET %s bytes=%d-%d: %d %s, %d bytes in %.1f ms", urllib.parse.urlsplit(url).path, start, end - 1,
-              response.status, response.reason, end - start, 1000 * (time.monotonic() - exchange.began))
-    exchange.finish()
+        read_body(response, exchange.connection, into, exchange.deadline)
+
+    exchange.read(read_range, f" bytes={start}-{end - 1}", end - start)
 
 
 def put_object(connections: Connections, url: str, body: bytes, headers: Mapping[str, str]) -> str:
     """Send `body` as the object (or part) at `url` (signed `headers`); its ETag header as given (quoted), or
     RangeFailure."""
-    exchange = send(connections, "PUT", url, headers, body)
-    response, connection = exchange.response, exchange.connection
-    try:
+
+    def etag_of(response: http.client.HTTPResponse) -> str:
         if response.status != 200:
             raise error_answer(response)
-        etag = response.getheader("ETag") or ""
         response.read(64 << 10)  # S3 answers a PUT with an empty body; what a server adds is drained
         if not response.isclosed():
             raise RangeFailure("the answer to a PUT went on past 64 KiB", "Long", response.status)
-    except RangeFailure:
-        connection.close()
-        raise
-    except (OSError, http.client.HTTPException) as exc:
-        connection.close()
-        raise RangeFailure(f"{type(exc).__name__}: {exc}", type(exc).__name__) from exc
-    log.debug("PUT %s: %d %s, %d bytes in %.1f ms", urllib.parse.urlsplit(url).path, response.status,
-              response.reason, len(body), 1000 * (time.monotonic() - exchange.began))
-    exchange.finish()
-    return etag
+        return response.getheader("ETag") or ""
+
+    return send(connections, "PUT", url, headers, body).read(etag_of, "", len(body))
 
 
 def read_body(response: http.client.HTTPResponse, connection: http.client.HTTPConnection, into: memoryview,

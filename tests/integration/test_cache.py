@@ -3,7 +3,6 @@ ahead. Requests are counted at a recording proxy between the mount and the serve
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import mmap
 import os
@@ -174,19 +173,10 @@ def test_the_mount_asks_the_kernel_for_1_mib_reads(mount_factory: MountFactory) 
 
 
 def resident_pages(path: Path) -> int:
-    """How many of the file's pages are in the kernel's page cache (mincore over a private map). Opening the file
-    for the map is itself an open through the mount: what it finds is what that open left in place."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    size = path.stat().st_size
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
-        window = (ctypes.c_char * size).from_buffer(mapped)
-        pages = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
-        try:
-            assert libc.mincore(ctypes.c_void_p(ctypes.addressof(window)), ctypes.c_size_t(size), pages) == 0, \
-                os.strerror(ctypes.get_errno())
-        finally:
-            del window
-        return sum(page & 1 for page in pages)
+    """How many of the file's pages are in the kernel's page cache. Asking needs an open through the mount: what
+    it finds is what that open left in place."""
+    with open(path, "rb") as handle:
+        return cached_pages(handle.fileno())
 
 
 def test_an_unchanged_object_keeps_its_page_cache_across_opens(mount_factory: MountFactory, s3_server: LocalS3,
