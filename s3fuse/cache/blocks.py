@@ -161,14 +161,11 @@ class BlockCache:
         piece of the block is read and checked: a random read of a cached block costs PIECE bytes of disk)."""
         if self.disk is None:
             return False
-        if self.disk.has(bkey):
-            return await self.disk.get(bkey, into)
         unit, number = bkey[3], bkey[4]
         if unit == self.block_size or self.block_size % unit:  # blocks are tiled by pieces only in this case
-            return False
-        block, index = divmod(number * unit, self.block_size)
-        holder = version.block_key(self.block_size, block)
-        return self.disk.has(holder) and await self.disk.get_piece(holder, index // unit, into)
+            return await self.disk.get(into, (bkey, 0))
+        block, offset = divmod(number * unit, self.block_size)
+        return await self.disk.get(into, (bkey, 0), (version.block_key(self.block_size, block), offset))
 
     def store_on_disk(self, bkey: BlockKey, data: memoryview) -> None:
         """Every fetched block goes to the disk tier, DISK_WRITERS at a time. A disk that falls behind first

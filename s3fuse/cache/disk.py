@@ -86,6 +86,13 @@ def checksums(data: memoryview) -> bytes:
     return b"".join(xxhash.xxh3_64_digest(data[start:start + PIECE]) for start in range(0, len(data), PIECE))
 
 
+def index_key(key: tuple[object, ...]) -> str:
+    """The entry's key in diskcache's index: a str, which it stores as it is. Any other key it pickles and runs
+    through pickletools.optimize on every lookup, which took a quarter of the event loop's time in random reads
+    of cached blocks."""
+    return repr(key)
+
+
 class BlockFiles(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints
     """diskcache's storage, with a block written in one call. Its own `store` writes bytes through an iterator
     over `io.BytesIO`, which yields one line at a time: 32,000 writes for an 8 MiB block of random data, 27% of
@@ -107,20 +114,20 @@ class DiskCache:
         self.cache = diskcache.Cache(directory, size_limit=size_limit, disk=BlockFiles,
                                      eviction_policy="least-recently-used", cull_limit=1)
 
-    async def get(self, key: Any, into: memoryview) -> bool:
-        """Whether the block was cached, whole and intact; its bytes are then in `into`."""
-        return await trio.to_thread.run_sync(self._get, key, into, 0)
+    async def get(self, into: memoryview, *places: tuple[Any, int]) -> bool:
+        """`into` filled from the first of `places` the cache holds whole and intact: an entry and where in it to
+        start (a multiple of PIECE: a random read of a cached block reads and checks PIECE bytes of disk, not the
+        block). Every lookup happens in one worker thread, none on the event loop: with LRU order, even a miss
+        is a write transaction in SQLite."""
+        return await trio.to_thread.run_sync(self._get_first, into, places)
 
-    async def get_piece(self, key: Any, index: int, into: memoryview) -> bool:
-        """Piece `index` of a cached block (len(into) bytes from index * PIECE), checked on its own: a random
-        read of a cached block reads and checks PIECE bytes of disk, not the block."""
-        return await trio.to_thread.run_sync(self._get, key, into, index * PIECE)
+    def _get_first(self, into: memoryview, places: tuple[tuple[Any, int], ...]) -> bool:
+        return any(self._get(key, into, start) for key, start in places)
 
     def _get(self, key: Any, into: memoryview, start: int) -> bool:
-        """len(into) bytes of the entry from `start` (a multiple of PIECE), checked against the checksums of the
-        pieces they cover."""
+        """len(into) bytes of the entry from `start`, checked against the checksums of the pieces they cover."""
         try:
-            found = self.cache.get(key, read=True, tag=True)
+            found = self.cache.get(index_key(key), read=True, tag=True)
             if found[0] is None:
                 return False
             stored, stored_checksums = found
@@ -143,15 +150,8 @@ class DiskCache:
 
     def _corrupt(self, key: Any) -> bool:
         log.warning("disk cache entry for %s is corrupt; dropped and fetched again", key[1:])
-        self.cache.delete(key)
+        self.cache.delete(index_key(key))
         return False
-
-    def has(self, key: Any) -> bool:
-        """An index lookup only (no file read): cheap enough for the event loop."""
-        try:
-            return key in self.cache
-        except (OSError, diskcache.Timeout):
-            return False
 
     async def put(self, key: Any, data: memoryview) -> None:
         await trio.to_thread.run_sync(self._put, key, data)
@@ -161,7 +161,7 @@ class DiskCache:
             # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
             # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
             # displaced a smaller one may leave the cache over its limit, which cull() then mends
-            self.cache.set(key, data, tag=checksums(data))
+            self.cache.set(index_key(key), data, tag=checksums(data))
             if self.cache.volume() > self.cache.size_limit:
                 self.cache.cull()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
