@@ -767,7 +767,10 @@ class Operations(pyfuse3.Operations):
         node = self.table.get(inode)
         text = name.decode("utf-8", "surrogateescape")
         if not text.startswith("user."):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            # no security.*, system.posix_acl_* or trusted.* here: ENOTSUP, as from NFS without labels, not ENOATTR.
+            # ls -l then stops asking for the rest of the directory (coreutils remembers an unsupported device):
+            # ENOATTR cost it two daemon round trips per file, more than half the time of an `ls -l`
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
         values = await self.s3_xattrs(node) if text.startswith(S3_XATTR) else self.user_xattrs(node)
         if text not in values:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)

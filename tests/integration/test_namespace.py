@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import shutil
 import stat
@@ -407,6 +408,20 @@ def test_xattrs(mounted: Mounted) -> None:
     os.removexattr(path, "user.note")
     assert errno_of(lambda: os.getxattr(path, "user.note")) == errno.ENODATA
     assert errno_of(lambda: os.removexattr(path, "user.note")) == errno.ENODATA
+
+
+def test_namespaces_other_than_user_are_unsupported_so_ls_asks_once(mounted: Mounted) -> None:
+    """ENOTSUP, not ENODATA: coreutils' ls -l remembers a device that does not support security labels or ACLs
+    and stops asking for each file (two daemon round trips per file, before)."""
+    (mounted.path / "f").write_bytes(b"x")
+    os.symlink("f", mounted.path / "link")
+    for path, follow in [(mounted.path / "f", True), (mounted.path, True), (mounted.path / "link", False)]:
+        for name in ("security.selinux", "system.posix_acl_access", "system.posix_acl_default", "trusted.x"):
+            answer = errno_of(functools.partial(os.getxattr, path, name, follow_symlinks=follow))
+            assert answer == errno.ENOTSUP, (path, name)
+    assert errno_of(lambda: os.getxattr(mounted.path / "f", "user.none")) == errno.ENODATA
+    listing = subprocess.run(["ls", "-l", mounted.path], capture_output=True, text=True, check=True)
+    assert not listing.stderr and len(listing.stdout.splitlines()) == 3 and "link -> f" in listing.stdout
 
 
 def test_timestamps_move_with_changes(mounted: Mounted) -> None:
