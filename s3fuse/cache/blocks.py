@@ -65,6 +65,9 @@ class BlockCache:
         self.memory_bytes = 0
         self.pool = BufferPool(block_size, self.memory_limit // block_size + SPARE_BUFFERS)
         self.fetching: dict[BlockKey, Fetch] = {}
+        # blocks on their way to the disk tier, still answered from their buffer: a block the memory tier let go
+        # of before the disk had it would otherwise be fetched again from S3
+        self.to_disk: dict[BlockKey, memoryview] = {}
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
         self.disk_writers = trio.CapacityLimiter(DISK_WRITERS)
         self.disk_backlog = 0  # bytes of fetched blocks waiting for the disk tier
@@ -92,9 +95,14 @@ class BlockCache:
     def cached(self, bkey: BlockKey) -> memoryview | None:
         held = self.memory.get(bkey)
         if held is None:
-            return None
+            writing = self.to_disk.get(bkey)
+            return writing[:] if writing is not None else None
         self.memory.move_to_end(bkey)
         return memoryview(held[0])[:held[1]]
+
+    def present(self, bkey: BlockKey) -> bool:
+        """Whether the block is in memory or on its way there: nothing to fetch."""
+        return bkey in self.memory or bkey in self.fetching or bkey in self.to_disk
 
     # -- fetching --------------------------------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class BlockCache:
         if not self.disk_backlog:
             self.disk_drained = trio.Event()
         self.disk_backlog += len(data)
+        self.to_disk[bkey] = data
         self.nursery.start_soon(self._write_block, self.disk, bkey, data)
 
     async def _write_block(self, disk: DiskCache, bkey: BlockKey, data: memoryview) -> None:
@@ -186,6 +195,7 @@ class BlockCache:
             async with self.disk_writers:
                 await disk.put(bkey, data)
         finally:
+            self.to_disk.pop(bkey, None)
             self.disk_backlog -= len(data)
             if not self.disk_backlog:
                 self.disk_drained.set()
@@ -207,7 +217,7 @@ class BlockCache:
             if number >= self.block_count(version.size) or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
                 break
             bkey = version.block_key(self.block_size, number)
-            if bkey not in self.memory and bkey not in self.fetching:
+            if not self.present(bkey):
                 self._begin(version, bkey)
 
     def in_flight_bytes(self) -> int:
@@ -225,7 +235,7 @@ class BlockCache:
         end = min(version.size, offset + length)
         numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
         blocks = [version.block_key(self.block_size, number) for number in numbers]
-        if all(bkey in self.memory or bkey in self.fetching for bkey in blocks):
+        if all(self.present(bkey) for bkey in blocks):
             return await self.read(version, offset, length)
         return await self._span(version, offset, length, PIECE)
 
@@ -238,7 +248,7 @@ class BlockCache:
         numbers = range(offset // unit, (end - 1) // unit + 1)
         keys = [version.block_key(unit, number) for number in numbers]
         for bkey in keys[1:] if self.nursery is not None else ():
-            if bkey not in self.memory and bkey not in self.fetching:
+            if not self.present(bkey):
                 self._begin(version, bkey)
         parts = []
         for number, bkey in zip(numbers, keys, strict=True):
