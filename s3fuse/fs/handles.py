@@ -310,7 +310,6 @@ class FileHandle:
 
     file: OpenFile
     writable: bool
-    append: bool
     prefetcher: Prefetcher
 
 

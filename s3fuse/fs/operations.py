@@ -462,7 +462,7 @@ class Operations(pyfuse3.Operations):
             keep_cache = node.page_cache_etag == node.etag and not file.dirty
             node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
             self.table.pin(node.ino)
-            handle = FileHandle(file, writable, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+            handle = FileHandle(file, writable, Prefetcher(self.cache.block_size, PREFETCH_BYTES))
             if not writable:
                 self.read_ahead_siblings(node)
             # opt-in, as it costs shared maps (ENODEV) and the kernel's read-ahead; writers keep the page cache
@@ -480,11 +480,6 @@ class Operations(pyfuse3.Operations):
             version = Version(self.mount_of(path).client, self.table.key(path), entry.etag, entry.size)
             self.cache.prefetch(version, range(1))
 
-    def appends(self, flags: int) -> bool:
-        """Whether writes of this handle go to the end of the file regardless of their offset: with the
-        writeback cache the kernel already placed them there."""
-        return bool(flags & os.O_APPEND) and not self.enable_writeback_cache
-
     @errno_boundary
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
@@ -495,7 +490,7 @@ class Operations(pyfuse3.Operations):
             self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=NOW, atime=NOW)
             self.dir_changed(parent.path)
             self.table.pin(inode.ino)
-            handle = FileHandle(file, True, self.appends(flags), Prefetcher(self.cache.block_size, PREFETCH_BYTES))
+            handle = FileHandle(file, True, Prefetcher(self.cache.block_size, PREFETCH_BYTES))
             return pyfuse3.FileInfo(fh=self.handles.add(handle)), self.entry(inode)
 
     @errno_boundary
@@ -556,7 +551,9 @@ class Operations(pyfuse3.Operations):
             raise OSError(errno.EBADF, "not open for writing")
         file = handle.file
         async with file.lock:
-            return await file.write(file.size if handle.append else off, buf)
+            # the offset as given, also for an O_APPEND handle: the kernel placed an append at the end, and a
+            # shared map's dirty pages come back through any writable handle, at their own offsets
+            return await file.write(off, buf)
 
     @errno_boundary
     async def flush(self, fh: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import random
 import shutil
@@ -544,3 +545,44 @@ def test_a_file_reopened_more_often_than_the_ttl_still_sees_another_writer(mount
         seen.append((mounted.path / "often.txt").read_bytes())
         time.sleep(0.3)
     assert seen[-1] == b"new!"
+
+
+@pytest.mark.parametrize("mode", ["default", "streaming", "direct_io"])
+def test_appends_land_at_the_end_and_a_shared_map_of_an_appender_writes_in_place(mount_factory: MountFactory,
+                                                                                  mode: str) -> None:
+    """With or without the writeback cache (streaming and direct_io go without it) the kernel places an O_APPEND
+    write at the end, and writes a shared map's dirty pages back through any writable handle at their own
+    offsets: through an O_APPEND handle they once landed at the end, in the mount and in S3."""
+    option = {"default": (), "streaming": ("alluxio.underfs.s3.streaming.upload.enabled=true",),
+              "direct_io": ("alluxio.fuse.direct.io.enabled=true",)}[mode]
+    mounted = mount_factory(*option)
+    path = mounted.path / "mapped.bin"
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b"a" * 8192)
+        with mmap.mmap(fd, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as mapped:
+            mapped[:4] = b"MMAP"
+            mapped.flush()
+        os.write(fd, b"tail")
+    finally:
+        os.close(fd)
+    expected = b"MMAP" + b"a" * 8188 + b"tail"
+    assert path.read_bytes() == expected and s3_bytes(mounted, "mapped.bin") == expected
+
+    line = b"%d: " + b"x" * 40 + b"\n"
+
+    def append(writer: int) -> None:
+        appender = os.open(mounted.path / "log", os.O_WRONLY | os.O_APPEND)
+        try:
+            for _ in range(50):
+                os.write(appender, line % writer)
+        finally:
+            os.close(appender)
+    (mounted.path / "log").write_bytes(b"")
+    threads = [threading.Thread(target=append, args=(writer,)) for writer in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = s3_bytes(mounted, "log").splitlines(keepends=True)
+    assert sorted(lines) == sorted(line % writer for writer in range(4) for _ in range(50))
