@@ -296,24 +296,26 @@ class Operations(pyfuse3.Operations):
             return self.attributes(node)
 
     async def truncate(self, node: Inode, size: int, fh: int | None) -> None:
+        """ftruncate(fd) is uploaded by that handle's close, as its writes are. truncate(path) has no close to
+        wait for, also while others hold the file open (a reader's close uploads nothing and a writer's may
+        never come): S3 holds the truncated file when it returns, as when nobody has it open."""
         if node.is_dir:
             raise OSError(errno.EISDIR, node.path)
-        file = self.files.get(node.ino)
-        if file is not None:
-            async with file.lock:
-                await file.truncate(size)
-            return
-        mount = self.mount_of(node.path)  # no handle: truncate and upload now
-        file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
+        file = joined = self.files.get(node.ino)
+        if file is None:
+            mount = self.mount_of(node.path)
+            file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         try:
             async with file.lock:
                 await file.truncate(size)
-                await file.commit()
+                if fh is None:
+                    await file.commit()
         finally:
-            await self.files.close(file)
-            if not file.dirty:
-                self.table.saved(node)
-                self.table.settled(node)
+            if joined is None:
+                await self.files.close(file)
+        if fh is None and not file.dirty:
+            self.table.saved(node)
+            self.table.settled(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -576,8 +578,9 @@ class Operations(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         assert isinstance(handle, FileHandle)
+        uploads = handle.writable or handle.file.dirty  # the last close uploads what no flush did
         await self.files.close(handle.file)
-        if handle.writable and not handle.file.dirty:  # (another handle may be rewriting it: not in S3 yet)
+        if uploads and not handle.file.dirty:  # (another handle may be rewriting it: not in S3 yet)
             self.table.saved(handle.file.inode)
             self.table.settled(handle.file.inode)
         self.table.unpin(handle.file.inode.ino)

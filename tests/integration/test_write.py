@@ -518,6 +518,38 @@ def test_o_trunc_of_a_read_only_open_reaches_s3(mounted: Mounted) -> None:
     assert s3_bytes(mounted, "f") == b""
 
 
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_truncating_a_path_others_hold_open_reaches_s3_when_it_returns(mount_factory: MountFactory,
+                                                                       streaming: str) -> None:
+    """truncate(path) has no close of its own: while a reader (or a writer) holds the file, it was uploaded only
+    at the last release, after every close had returned, lost to a crash, and the mount's listing kept the old
+    ETag (ESTALE on the next open)."""
+    mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={streaming}")
+    path = mounted.path / "log"
+    writer = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(writer, b"x" * 6159)
+    reader = os.open(path, os.O_RDONLY)
+    os.close(writer)
+    try:
+        os.truncate(path, 100)
+        assert s3_bytes(mounted, "log") == b"x" * 100
+        assert os.pread(reader, 200, 0) == b"x" * 100
+        appender = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(appender, b"+more")
+            os.fsync(appender)  # (with the writeback cache, unsynced bytes may still be the kernel's alone)
+            os.truncate(path, 103)  # with a writer open too
+            assert s3_bytes(mounted, "log") == b"x" * 100 + b"+mo"
+            os.write(appender, b"!")
+        finally:
+            os.close(appender)
+    finally:
+        os.close(reader)
+    assert s3_bytes(mounted, "log") == path.read_bytes() == b"x" * 100 + b"+mo!"
+    os.truncate(path, 4)  # nobody has it open
+    assert s3_bytes(mounted, "log") == path.read_bytes() == b"xxxx"
+
+
 def test_a_rename_that_fails_leaves_the_open_target_uploading(mounted: Mounted) -> None:
     """A rename over an open file detaches it first; when the copy then fails (another client removed the
     source), the target keeps its name and its later writes must still reach S3."""
