@@ -515,12 +515,18 @@ class Operations(pyfuse3.Operations):
         if file.streaming is not None:  # a read of streamed bytes changes how the file is written
             async with file.lock:
                 return await file.read(off, size, handle.prefetcher)
+        version = (file.key, file.base_etag)
         try:
             # no lock: readers run in parallel, and a staged file reads on while its upload holds the lock
             return await file.read(off, size, handle.prefetcher)
         except OSError as exc:
-            if exc.errno == errno.ESTALE:
-                await self.replaced_under(file)
+            if exc.errno != errno.ESTALE:
+                raise
+            async with file.lock:  # a rename holds the files it moves until their keys have moved
+                moved = (file.key, file.base_etag) != version
+            if moved:  # the read asked for the old key after the rename's copy had replaced it
+                return await file.read(off, size, handle.prefetcher)
+            await self.replaced_under(file)
             raise
 
     async def replaced_under(self, file: OpenFile) -> None:

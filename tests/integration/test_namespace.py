@@ -223,6 +223,38 @@ def test_attributes_asked_while_a_directory_is_renamed_wait_for_it(mount_factory
     assert (mounted.path / "D2" / "f").read_bytes() == b"stays"
 
 
+def test_a_read_that_finds_its_renamed_object_gone_reads_on_under_the_new_key(mount_factory: MountFactory) -> None:
+    """A rename moves an open file's key after its copies; a GET for the old key that reached the server after
+    the rename's delete found nothing: the read failed with ESTALE, and so did a write of part of a page, for
+    which the kernel reads the page first and does not retry (found by an exerciser)."""
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    data = os.urandom(300_000)
+    mounted.client().put_object(Bucket=mounted.bucket, Key="D/f", Body=data)
+    fd = os.open(mounted.path / "D" / "f", os.O_RDWR)
+    written: list[int | OSError] = []
+
+    def write() -> None:
+        try:
+            written.append(os.pwrite(fd, b"new", 100_000))
+        except OSError as exc:
+            written.append(exc)
+    mounted.proxy.fault, getting = announced("GetObject", Mangle("stall", 1.0))
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert getting.wait(30)
+        mounted.proxy.fault = None
+        os.rename(mounted.path / "D", mounted.path / "D2")  # while the GET for the page waits at the proxy
+    finally:
+        writer.join(60)
+        os.close(fd)
+    assert written == [3]
+    expected = data[:100_000] + b"new" + data[100_003:]
+    assert (mounted.path / "D2" / "f").read_bytes() == expected
+    assert mounted.client().get_object(Bucket=mounted.bucket, Key="D2/f")["Body"].read() == expected
+
+
 @pytest.mark.parametrize("operation", ["create", "unlink", "mkdir"])
 def test_names_changed_inside_a_directory_while_it_is_renamed_land_in_the_new_one(mount_factory: MountFactory,
                                                                                  operation: str) -> None:
