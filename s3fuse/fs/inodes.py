@@ -244,6 +244,12 @@ class InodeTable:
         self.listings.move_to_end(path)
         return listing
 
+    def holds_objects(self, path: str) -> bool:
+        """Whether the unexpired listing of directory `path` names something S3 holds: a subdirectory, or a file
+        with an ETag (one created here and not uploaded yet has none)."""
+        listing = self.cached_listing(path)
+        return listing is not None and any(entry.is_dir or entry.etag for entry in listing.entries.values())
+
     def subdirectories(self, path: str) -> int:
         """How many directories the cached listing of `path` holds (a directory's link count is 2 plus that,
         as POSIX file systems keep it); 0 while its listing is not known."""

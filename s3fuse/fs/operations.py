@@ -431,8 +431,14 @@ class Operations(pyfuse3.Operations):
             self.overlay_of(inode.path).delete(self.table.key(inode.path))
             self.table.removed(inode.path)
             self.drop_orphan(inode.ino)
-            await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
+            await self.keep_directory(mount, parent.path)
             self.dir_changed(parent.path)
+
+    async def keep_directory(self, mount: Mount, path: str) -> None:
+        """Directory `path` lost an entry: it gets a marker when S3 may hold no key under it any more. No LIST
+        while its listing still names an object (an `rm -rf` of N files sent N of them)."""
+        if not self.table.holds_objects(path):
+            await changes.keep_parent(mount.client, self.table.dir_prefix(path))
 
     async def remove_dir(self, mount: Mount, directory: Inode) -> None:
         """Its marker; ENOTEMPTY while S3 holds a key below it, or a file is open below it (a new one is not in
@@ -613,7 +619,7 @@ class Operations(pyfuse3.Operations):
             self.table.removed(inode.path)
             self.drop_orphan(inode.ino)
             self.cache.drop(mount.client.bucket, key)
-            await changes.keep_parent(mount.client, self.table.dir_prefix(parent.path))
+            await self.keep_directory(mount, parent.path)
             self.dir_changed(parent.path)
 
     async def detach(self, inode: Inode) -> list[OpenFile]:
@@ -670,7 +676,7 @@ class Operations(pyfuse3.Operations):
                 if target is not None:
                     self.orphans.pop(target.ino, None)
                 raise
-            await changes.keep_parent(mount.client, self.table.dir_prefix(old_parent.path))
+            await self.keep_directory(mount, old_parent.path)
             self.changed(source)
             self.dir_changed(old_parent.path)
             self.dir_changed(new_parent.path)

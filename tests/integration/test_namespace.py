@@ -63,6 +63,29 @@ def test_emptied_implicit_directory_survives(mounted: Mounted) -> None:
     assert keys(mounted) == ["implicit/"]
 
 
+def test_removing_a_directorys_files_lists_it_only_when_it_may_be_empty(mount_factory: MountFactory) -> None:
+    """While the cached listing still names objects, a removal cannot have emptied the directory: no LIST to
+    check (an `rm` of each file sent one), yet an implicit directory emptied keeps a marker, also when the last
+    name left is a new file S3 does not hold yet."""
+    mounted = mount_factory(via_proxy=True)
+    assert mounted.proxy is not None
+    for n in range(10):
+        mounted.client().put_object(Bucket=mounted.bucket, Key=f"implicit/f{n}", Body=b"1")
+    assert len(os.listdir(mounted.path / "implicit")) == 10
+    pending = os.open(mounted.path / "implicit" / "new", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        mounted.proxy.reset()
+        for n in range(10):
+            os.unlink(mounted.path / "implicit" / f"f{n}")
+        assert mounted.proxy.count("DeleteObject") == 10
+        assert mounted.proxy.count("ListObjectsV2") <= 2  # the last removal: is it empty, and has it a marker
+        assert keys(mounted) == ["implicit/"]
+    finally:
+        os.close(pending)
+    assert keys(mounted) == ["implicit/", "implicit/new"]
+    assert os.listdir(mounted.path / "implicit") == ["new"]
+
+
 def test_errnos_of_misuse(mounted: Mounted) -> None:
     root = mounted.path
     (root / "file").write_bytes(b"f")
