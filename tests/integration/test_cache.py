@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from s3fuse.cache.blocks import IN_FLIGHT_BYTES
+from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_AFTER
+from s3fuse.cache.disk import PIECE
 from s3fuse.embedded import LocalS3
 from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
@@ -286,7 +287,12 @@ def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_fac
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key="cached.bin", Body=data)
     client.put_object(Bucket=bucket, Key="uncached.bin", Body=data)
-    offsets = random.Random(13).sample(range(MiB // 4096, len(data) // 4096), 20)
+    rng = random.Random(13)
+    per_piece, per_block = PIECE // 4096, MiB // PIECE
+    # fewer pieces of each block than make the whole block worth fetching: this test is about pieces
+    offsets = [piece * per_piece + rng.randrange(per_piece) for block in range(1, len(data) // MiB)
+               for piece in rng.sample(range(block * per_block, (block + 1) * per_block), PROMOTE_AFTER - 1)]
+    rng.shuffle(offsets)
     with recording_proxy(s3_server.endpoint, bucket) as proxy:
         endpoint = f"alluxio.underfs.s3.endpoint={proxy.endpoint}"
         first = mount_factory(endpoint, SMALL_BLOCKS)
@@ -311,3 +317,33 @@ def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_fac
         assert fetched > 0
         read_at_random("uncached.bin")
         assert proxy.count("GetObject") == fetched  # the pieces fetched the first time were kept
+
+
+def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_factory: MountFactory,
+                                                                         s3_server: LocalS3, bucket: str) -> None:
+    """After PROMOTE_AFTER pieces of one block came from S3, the block is fetched whole in the background and
+    the rest of the block's pieces cost no request."""
+    data = random.Random(14).randbytes(3 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="dense.bin", Body=data)
+    pieces = [MiB + number * PIECE for number in range(MiB // PIECE)]
+    first = pieces[::-2][:PROMOTE_AFTER]  # every other piece, backwards: no sequence
+    rest = [offset for offset in pieces if offset not in first]
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS)
+        fd = os.open(mounted.path / "dense.bin", os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # the kernel's read-ahead would blur the pieces
+            for offset in first:
+                assert os.pread(fd, 4096, offset + 100) == data[offset + 100:offset + 4196]
+            block_range = f"bytes={MiB}-{2 * MiB - 1}"
+            deadline = time.monotonic() + 30
+            while not any(seen.headers.get("range") == block_range for seen in list(proxy.seen)) \
+                    or proxy.in_flight["GetObject"]:
+                assert time.monotonic() < deadline, proxy.operations()
+                time.sleep(0.05)
+            gets = proxy.count("GetObject")
+            for offset in rest:
+                assert os.pread(fd, 4096, offset + 200) == data[offset + 200:offset + 4296]
+            assert proxy.count("GetObject") == gets  # the block was there
+        finally:
+            os.close(fd)
