@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from s3fuse.cache import disk as disk_module
 from s3fuse.cache.blocks import IN_FLIGHT_BYTES, BlockCache, Version
 from s3fuse.cache.buffers import BufferPool
 from s3fuse.cache.disk import PIECE, DiskCache, read_file, write_file
@@ -279,3 +280,34 @@ def test_a_block_on_its_way_to_the_disk_tier_is_served_not_fetched_again(tmp_pat
         into = memoryview(mmap.mmap(-1, BLOCK))
         assert await disk.get(into, (version.block_key(BLOCK, 0), 0)) and bytes(into) == data[:BLOCK]
     trio.run(main)
+
+
+def test_entries_read_without_sqlite_keep_their_place_in_the_lru_order(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of a remembered entry skip diskcache's index; they still count as uses when eviction picks."""
+    monkeypatch.setattr(disk_module, "TOUCH_SECONDS", 0.0)  # each read's use reaches the index at once
+    cache = DiskCache(str(tmp_path / "cache"), 2 * BLOCK + BLOCK // 2)
+    older, newer, third = (("b", k, "etag", 0) for k in ("older", "newer", "third"))
+    data = os.urandom(BLOCK)
+    assert round_trip(cache, older, data)[0] and round_trip(cache, newer, data)[0]
+
+    async def read(key: tuple[str, str, str, int]) -> bool:
+        return await cache.get(memoryview(mmap.mmap(-1, BLOCK)), (key, 0))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cache, "_look_up", None)  # a lookup in the index would fail now
+        assert trio.run(read, older)
+    assert round_trip(cache, third, data)[0]  # over the limit: the least recently used goes
+    assert trio.run(read, older) and not trio.run(read, newer)
+
+
+def test_a_remembered_entry_evicted_since_is_a_miss(tmp_path: Path) -> None:
+    cache = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
+    key = ("b", "k", "etag", 0)
+    assert round_trip(cache, key, os.urandom(BLOCK))[0]
+    cache.cache.clear()  # as eviction does: the entry's row and file go
+
+    async def read() -> bool:
+        return await cache.get(memoryview(mmap.mmap(-1, BLOCK)), (key, 0))
+    assert not trio.run(read)
+    assert not cache.files
