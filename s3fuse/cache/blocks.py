@@ -29,11 +29,10 @@ Buffer = bytearray | mmap.mmap  # what holds a block: a pooled mmap, or a bytear
 DISK_WRITERS = 2  # blocks written to the disk tier at once
 SPARE_BUFFERS = 8  # pooled buffers beyond the memory tier's, for blocks on their way
 IN_FLIGHT_BYTES = 128 << 20  # prefetched blocks on their way at once, all readers together
-# pieces of one block fetched from S3 before the rest of the block is fetched whole. A piece's GET costs mostly
-# the request's latency (about 5 ms against RGW here), an 8 MiB block's about four times that; buying the block
-# once the pieces have cost about as much (ski rental) keeps a random reader within twice the best it could do,
-# whether its reads stay sparse (a few pieces of a huge file) or come back to the same blocks again and again
-PROMOTE_AFTER = 4
+# a block half of whose pieces came from S3 is fetched whole: a random reader that has needed half of it is working
+# through that part of the file, and the rest costs one GET instead of dozens (each mostly latency: 5 ms against
+# RGW here), at most as many bytes again as it already fetched. Sparser reads fetch only their pieces.
+PROMOTE_FRACTION = 2
 PROMOTION_CANDIDATES = 4096  # blocks whose piece fetches are counted
 
 
@@ -75,6 +74,7 @@ class BlockCache:
         # of before the disk had it would otherwise be fetched again from S3
         self.to_disk: dict[BlockKey, memoryview] = {}
         self.piece_fetches: OrderedDict[BlockKey, int] = OrderedDict()  # block -> its pieces fetched from S3
+        self.promote_after = max(1, block_size // PIECE // PROMOTE_FRACTION)
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
         self.disk_writers = trio.CapacityLimiter(DISK_WRITERS)
         self.disk_backlog = 0  # bytes of fetched blocks waiting for the disk tier
@@ -185,13 +185,13 @@ class BlockCache:
         return await self.disk.get(into, (bkey, 0), (version.block_key(self.block_size, block), offset))
 
     def _count_piece(self, version: Version, block: int) -> None:
-        """A piece of `block` came from S3: after PROMOTE_AFTER of them, the whole block is fetched in the
+        """A piece of `block` came from S3: once `promote_after` of them did, the whole block is fetched in the
         background (when in-flight memory allows; else at a later piece), and later reads find it in the cache."""
         bkey = version.block_key(self.block_size, block)
         count = self.piece_fetches.pop(bkey, 0) + 1
         if self.present(bkey):
             return
-        if count < PROMOTE_AFTER or self.nursery is None or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
+        if count < self.promote_after or self.nursery is None or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
             self.piece_fetches[bkey] = count
             while len(self.piece_fetches) > PROMOTION_CANDIDATES:
                 self.piece_fetches.popitem(last=False)

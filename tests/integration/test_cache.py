@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_AFTER
+from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_FRACTION
 from s3fuse.cache.disk import PIECE
 from s3fuse.embedded import LocalS3
 from tests.conftest import Mounted, MountFactory
@@ -289,9 +289,10 @@ def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_fac
     client.put_object(Bucket=bucket, Key="uncached.bin", Body=data)
     rng = random.Random(13)
     per_piece, per_block = PIECE // 4096, MiB // PIECE
+    promote_after = per_block // PROMOTE_FRACTION
     # fewer pieces of each block than make the whole block worth fetching: this test is about pieces
     offsets = [piece * per_piece + rng.randrange(per_piece) for block in range(1, len(data) // MiB)
-               for piece in rng.sample(range(block * per_block, (block + 1) * per_block), PROMOTE_AFTER - 1)]
+               for piece in rng.sample(range(block * per_block, (block + 1) * per_block), promote_after - 1)]
     rng.shuffle(offsets)
     with recording_proxy(s3_server.endpoint, bucket) as proxy:
         endpoint = f"alluxio.underfs.s3.endpoint={proxy.endpoint}"
@@ -321,12 +322,12 @@ def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_fac
 
 def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_factory: MountFactory,
                                                                          s3_server: LocalS3, bucket: str) -> None:
-    """After PROMOTE_AFTER pieces of one block came from S3, the block is fetched whole in the background and
-    the rest of the block's pieces cost no request."""
+    """Once half of a block's pieces came from S3, the block is fetched whole in the background and the rest of
+    its pieces cost no request."""
     data = random.Random(14).randbytes(3 * MiB)
     s3_server.client().put_object(Bucket=bucket, Key="dense.bin", Body=data)
     pieces = [MiB + number * PIECE for number in range(MiB // PIECE)]
-    first = pieces[::-2][:PROMOTE_AFTER]  # every other piece, backwards: no sequence
+    first = pieces[::-2][:len(pieces) // PROMOTE_FRACTION]  # every other piece, backwards: no sequence
     rest = [offset for offset in pieces if offset not in first]
     with recording_proxy(s3_server.endpoint, bucket) as proxy:
         mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS)
