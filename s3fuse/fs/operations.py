@@ -550,8 +550,8 @@ class Operations(pyfuse3.Operations):
                     raise
                 change = "deleted or renamed away"
             node.page_cache_etag = ""
-            log.warning("%s was %s in S3 while open (its metadata was cached): this open fails with ESTALE; "
-                        "open the name again", node.path, change)
+            log.warning("%s was %s in S3 while open (after this open learnt its version): reads of this open fail "
+                        "with ESTALE, as the bytes it was reading are gone; open the name again", node.path, change)
         parent = self.table.known(parent_of(node.path))
         if parent is not None:
             name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")
