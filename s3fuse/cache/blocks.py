@@ -107,6 +107,13 @@ class BlockCache:
         self.memory.move_to_end(bkey)
         return memoryview(held[0])[:held[1]]
 
+    def adopt(self, version: Version, data: bytes) -> None:
+        """`data`, the whole of `version` (at most one block), as if it had been fetched: our own upload's bytes,
+        which S3 checked against their Content-MD5."""
+        bkey = version.block_key(self.block_size, 0)
+        if len(data) == version.size <= self.block_size and not self.present(bkey):
+            self._keep(bkey, bytearray(data), len(data))
+
     def present(self, bkey: BlockKey) -> bool:
         """Whether the block is in memory or on its way there: nothing to fetch."""
         return bkey in self.memory or bkey in self.fetching or bkey in self.to_disk

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 
 INLINE_IO = 1 << 20  # smaller local reads/writes run on the loop: a thread hop would cost more than the copy
+# a file up to this size we just uploaded goes into the block cache as it is, under its new ETag: programs read
+# back what they wrote (a build's outputs, a CSV written then loaded), and the GET would cost 5 ms or more
+KEEP_UPLOADED = 1 << 20
 
 
 class StageFile:
@@ -257,6 +260,9 @@ class OpenFile:
         self.inode.size = self.size
         if self.uploaded is not None:
             self.uploaded(self, replaced)
+        if self.stage is not None and 0 < self.size <= KEEP_UPLOADED:
+            with contextlib.suppress(OSError):  # only a GET saved is at stake
+                self.cache.adopt(self.version(), await self.stage.read(0, self.size))
 
     async def _keep_for_recovery(self, exc: OSError) -> None:
         if self.streaming is not None:

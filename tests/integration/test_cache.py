@@ -348,3 +348,21 @@ def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_f
             assert proxy.count("GetObject") == gets  # the block was there
         finally:
             os.close(fd)
+
+
+def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: MountFactory, s3_server: LocalS3,
+                                                               bucket: str) -> None:
+    """Our upload's bytes are kept under the ETag S3 gave them; another writer's new version is still fetched."""
+    ours, theirs = random.Random(15).randbytes(300_000), random.Random(16).randbytes(200_000)
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}",
+                                "alluxio.user.metadata.cache.expiration.time=0")
+        (mounted.path / "written.bin").write_bytes(ours)
+        drop_page_cache()
+        proxy.reset()
+        assert (mounted.path / "written.bin").read_bytes() == ours
+        assert proxy.count("GetObject") == 0
+        s3_server.client().put_object(Bucket=bucket, Key="written.bin", Body=theirs)
+        drop_page_cache()
+        assert (mounted.path / "written.bin").read_bytes() == theirs
+        assert proxy.count("GetObject") > 0
