@@ -74,7 +74,8 @@ class BlockCache:
         # of before the disk had it would otherwise be fetched again from S3
         self.to_disk: dict[BlockKey, memoryview] = {}
         self.piece_fetches: OrderedDict[BlockKey, int] = OrderedDict()  # block -> its pieces fetched from S3
-        self.promote_after = max(1, block_size // PIECE // PROMOTE_FRACTION)
+        self.pieces_tile_blocks = block_size > PIECE and block_size % PIECE == 0  # else pieces are units apart
+        self.promote_after = block_size // PIECE // PROMOTE_FRACTION
         self.nursery: trio.Nursery | None = None  # set by the mount for background prefetch
         self.disk_writers = trio.CapacityLimiter(DISK_WRITERS)
         self.disk_backlog = 0  # bytes of fetched blocks waiting for the disk tier
@@ -108,15 +109,20 @@ class BlockCache:
         return memoryview(held[0])[:held[1]]
 
     def adopt(self, version: Version, data: bytes) -> None:
-        """`data`, the whole of `version` (at most one block), as if it had been fetched: our own upload's bytes,
-        which S3 checked against their Content-MD5."""
+        """`data`, the whole of `version` (at most one block), kept in the memory tier as if it had been fetched
+        (not on disk: the next reads are what it is for): our own upload's bytes, which S3 checked against their
+        Content-MD5."""
         bkey = version.block_key(self.block_size, 0)
         if len(data) == version.size <= self.block_size and not self.present(bkey):
             self._keep(bkey, bytearray(data), len(data))
 
+    def held(self, bkey: BlockKey) -> bool:
+        """Whether the block's bytes are here, in memory or on their way to the disk tier."""
+        return bkey in self.memory or bkey in self.to_disk
+
     def present(self, bkey: BlockKey) -> bool:
-        """Whether the block is in memory or on its way there: nothing to fetch."""
-        return bkey in self.memory or bkey in self.fetching or bkey in self.to_disk
+        """Whether the block is here or on its way: nothing to fetch."""
+        return self.held(bkey) or bkey in self.fetching
 
     # -- fetching --------------------------------------------------------------------------------------------
 
@@ -177,7 +183,7 @@ class BlockCache:
             fetch.done.set()
         if fetched:
             self.store_on_disk(bkey, view)
-            if unit != self.block_size:
+            if unit != self.block_size and self.pieces_tile_blocks:
                 self._count_piece(version, number * unit // self.block_size)
 
     async def _from_disk(self, version: Version, bkey: BlockKey, into: memoryview) -> bool:
@@ -186,7 +192,7 @@ class BlockCache:
         if self.disk is None:
             return False
         unit, number = bkey[3], bkey[4]
-        if unit == self.block_size or self.block_size % unit:  # blocks are tiled by pieces only in this case
+        if unit == self.block_size or not self.pieces_tile_blocks:
             return await self.disk.get(into, (bkey, 0))
         block, offset = divmod(number * unit, self.block_size)
         return await self.disk.get(into, (bkey, 0), (version.block_key(self.block_size, block), offset))
@@ -198,7 +204,7 @@ class BlockCache:
         count = self.piece_fetches.pop(bkey, 0) + 1
         if self.present(bkey):
             return
-        if count < self.promote_after or self.nursery is None or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
+        if count < self.promote_after or not self.may_fetch_ahead():
             self.piece_fetches[bkey] = count
             while len(self.piece_fetches) > PROMOTION_CANDIDATES:
                 self.piece_fetches.popitem(last=False)
@@ -242,14 +248,18 @@ class BlockCache:
         flight are bounded in bytes across all readers (a block a reader waits for is always fetched), and
         nothing is fetched ahead while the disk tier is behind, so a brief disk stall costs speed, not blocks
         missing from the cache."""
-        if self.nursery is None or self.disk_backlog >= self.disk_backlog_limit:
-            return
         for number in numbers:
-            if number >= self.block_count(version.size) or self.in_flight_bytes() >= IN_FLIGHT_BYTES:
+            if number >= self.block_count(version.size) or not self.may_fetch_ahead():
                 break
             bkey = version.block_key(self.block_size, number)
             if not self.present(bkey):
                 self._begin(version, bkey)
+
+    def may_fetch_ahead(self) -> bool:
+        """Whether a block no reader waits for yet may be fetched now: within the byte bound on blocks in
+        flight, and not while the disk tier is behind."""
+        return self.nursery is not None and self.disk_backlog < self.disk_backlog_limit \
+            and self.in_flight_bytes() < IN_FLIGHT_BYTES
 
     def in_flight_bytes(self) -> int:
         return sum(bkey[3] for bkey in self.fetching)
@@ -266,7 +276,8 @@ class BlockCache:
         end = min(version.size, offset + length)
         numbers = range(offset // self.block_size, (end - 1) // self.block_size + 1)
         blocks = [version.block_key(self.block_size, number) for number in numbers]
-        if all(self.present(bkey) for bkey in blocks):
+        # (not a block still on its way: a piece comes sooner; and blocks no bigger than a piece are the unit)
+        if self.block_size <= PIECE or all(self.held(bkey) for bkey in blocks):
             return await self.read(version, offset, length)
         return await self._span(version, offset, length, PIECE)
 

@@ -16,8 +16,6 @@ import mmap
 import os
 import sqlite3
 import threading
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import diskcache
@@ -29,9 +27,8 @@ log = logging.getLogger(__name__)
 DIRECT_ALIGN = 4096  # O_DIRECT wants the buffer, the length and the offset aligned to the device's block size
 PIECE = 128 << 10  # what a random read fetches, and the unit of checksums within a block
 DIGEST = 8  # bytes of one piece's checksum
-KNOWN_FILES = 1 << 16  # entries whose file is remembered (about 300 bytes each)
-TOUCH_BATCH = 256  # reads without SQLite before their entries are moved up in the LRU order
-TOUCH_SECONDS = 5.0  # or once this long has passed since the last batch
+KNOWN_FILES = 1 << 14  # entries whose file is remembered (an 8 MiB block's: about 900 bytes)
+TOUCH_BATCH = 4096  # reads without SQLite whose uses are written to the LRU order even before the next write
 
 
 def aligned(view: memoryview) -> memoryview | None:
@@ -113,27 +110,18 @@ class BlockFiles(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type
         return len(value), diskcache.core.MODE_BINARY, filename, None
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where an entry's bytes are: its file, or, for a small entry, the bytes kept in the index; and its
-    checksums."""
-
-    stored: str | bytes
-    checksums: bytes
-
-
 class DiskCache:
     def __init__(self, directory: str, size_limit: int) -> None:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self.cache = diskcache.Cache(directory, size_limit=size_limit, disk=BlockFiles,
                                      eviction_policy="least-recently-used", cull_limit=1)
-        # the files of entries read before, found again without SQLite: a lookup there is a write transaction (it
-        # moves the entry in the LRU order), 0.24 ms, as long as reading the piece. Their LRU order is brought up
-        # to date in batches (`_touch`). An entry evicted since is a missing file, one replaced a failed checksum.
-        self.files: dict[str, Place] = {}
+        # the file and checksums of entries read before, read again without SQLite: a lookup there is a write
+        # transaction (it moves the entry in the LRU order), 0.24 ms, as long as reading the piece. These uses
+        # reach the LRU order before the next write (which evicts by it), or once TOUCH_BATCH of them piled up.
+        # An evicted entry is a missing file; a key written again is another file (diskcache never reuses one).
+        self.files: dict[str, tuple[str, bytes]] = {}
         self.touched: set[str] = set()
-        self.touched_at = time.monotonic()
         self.lock = threading.Lock()
 
     async def get(self, into: memoryview, *places: tuple[Any, int]) -> bool:
@@ -144,66 +132,66 @@ class DiskCache:
 
     def _get_first(self, into: memoryview, places: tuple[tuple[Any, int], ...]) -> bool:
         found = any(self._get(index_key(key), into, start) for key, start in places)
-        if len(self.touched) >= TOUCH_BATCH or (self.touched and time.monotonic() - self.touched_at >= TOUCH_SECONDS):
+        if len(self.touched) >= TOUCH_BATCH:
             self._touch()
         return found
 
     def _get(self, name: str, into: memoryview, start: int) -> bool:
         """len(into) bytes of the entry from `start`, checked against the checksums of the pieces they cover."""
         try:
-            place = self._remembered(name)
-            if place is None:
-                place = self._look_up(name)
-                if place is None:
-                    return False
-            if isinstance(place.stored, bytes):
-                part = place.stored[start:start + len(into)]
-                into[:len(part)] = part
-                length = len(part)
-            else:
-                length = read_file(place.stored, into, start)
+            read = self._read_remembered(name, into, start) or self._read_looked_up(name, into, start)
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             log.warning("disk cache read of %s failed (%s); fetching from S3", name, exc)
             return False
+        if read is None:
+            return False
+        length, stored_checksums = read
         expected = checksums(into)
         first = start // PIECE * DIGEST
-        if length != len(into) or place.checksums[first:first + len(expected)] != expected:
+        if length != len(into) or stored_checksums[first:first + len(expected)] != expected:
             return self._corrupt(name)
         return True
 
-    def _remembered(self, name: str) -> Place | None:
-        place = self.files.get(name)
-        if place is None:
+    def _read_remembered(self, name: str, into: memoryview, start: int) -> tuple[int, bytes] | None:
+        """(length read, checksums) from the file remembered for `name`; None if there is none, or no longer."""
+        remembered = self.files.get(name)
+        if remembered is None:
             return None
-        if not os.path.exists(place.stored):  # evicted since
-            with self.lock:
-                self.files.pop(name, None)
+        path, stored_checksums = remembered
+        try:
+            length = read_file(path, into, start)
+        except FileNotFoundError:  # evicted since
+            self._forget(name)
             return None
         with self.lock:
             self.touched.add(name)
-        return place
+        return length, stored_checksums
 
-    def _look_up(self, name: str) -> Place | None:
-        """The entry from diskcache's index (which moves it up in the LRU order); its file is remembered."""
+    def _read_looked_up(self, name: str, into: memoryview, start: int) -> tuple[int, bytes] | None:
+        """(length read, checksums) through diskcache's index, which moves the entry up in the LRU order; the
+        file of the entry is remembered."""
         stored, stored_checksums = self.cache.get(name, read=True, tag=True)
         if stored is None:
             return None
-        if not isinstance(stored, bytes):
-            stored.close()
-            stored = stored.name
-        place = Place(stored, stored_checksums if isinstance(stored_checksums, bytes) else b"")
-        if isinstance(stored, str):
-            with self.lock:
-                if len(self.files) >= KNOWN_FILES:
-                    self.files.clear()
-                self.files[name] = place
-        return place
+        if not isinstance(stored_checksums, bytes):
+            stored_checksums = b""  # fails every check: corrupt
+        if isinstance(stored, bytes):  # a small block, kept in the index itself
+            part = stored[start:start + len(into)]
+            into[:len(part)] = part
+            return len(part), stored_checksums
+        with stored:
+            path = stored.name
+        length = read_file(path, into, start)
+        with self.lock:
+            if len(self.files) >= KNOWN_FILES:
+                self.files.clear()
+            self.files[name] = (path, stored_checksums)
+        return length, stored_checksums
 
     def _touch(self) -> None:
         """The entries read without SQLite since the last time, moved up in the LRU order in one transaction."""
         with self.lock:
             names, self.touched = self.touched, set()
-            self.touched_at = time.monotonic()
         try:
             with self.cache.transact():
                 for name in names:
@@ -213,17 +201,26 @@ class DiskCache:
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             log.warning("disk cache: LRU order not updated (%s)", exc)
 
-    def _corrupt(self, name: str) -> bool:
-        log.warning("disk cache entry %s is corrupt; dropped and fetched again", name)
+    def _forget(self, name: str) -> None:
         with self.lock:
             self.files.pop(name, None)
-        self.cache.delete(name)
+            self.touched.discard(name)
+
+    def _corrupt(self, name: str) -> bool:
+        log.warning("disk cache entry %s is corrupt; dropped and fetched again", name)
+        self._forget(name)
+        try:
+            self.cache.delete(name)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            log.warning("disk cache: corrupt entry %s not dropped (%s); it is refused again when read", name, exc)
         return False
 
     async def put(self, key: Any, data: memoryview) -> None:
         await trio.to_thread.run_sync(self._put, key, data)
 
     def _put(self, key: Any, data: memoryview) -> None:
+        if self.touched:
+            self._touch()  # this write may evict: by the order that includes the latest reads
         try:
             # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
             # diskcache dropped 16 at once, in a small cache the block just written among them); a block that

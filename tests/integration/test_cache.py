@@ -7,7 +7,9 @@ import errno
 import mmap
 import os
 import random
+import re
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_FRACTION
 from s3fuse.cache.disk import PIECE
-from s3fuse.embedded import LocalS3
+from s3fuse.embedded import LocalS3, free_port
 from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
 from tests.support.pages import cached_pages
@@ -354,10 +356,21 @@ def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: Mou
                                                                bucket: str) -> None:
     """Our upload's bytes are kept under the ETag S3 gave them; another writer's new version is still fetched."""
     ours, theirs = random.Random(15).randbytes(300_000), random.Random(16).randbytes(200_000)
+    port = free_port()
     with recording_proxy(s3_server.endpoint, bucket) as proxy:
-        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}",
+        mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", f"alluxio.master.web.port={port}",
                                 "alluxio.user.metadata.cache.expiration.time=0")
         (mounted.path / "written.bin").write_bytes(ours)
+        open_files = re.compile(r"^s3fuse_open_files (\d+)", re.MULTILINE)
+        deadline = time.monotonic() + 30
+        while True:  # the kernel releases the file after close() returned: until then a read would join it
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                found = open_files.search(reply.read().decode())
+            assert found is not None
+            if found.group(1) == "0":
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         drop_page_cache()
         proxy.reset()
         assert (mounted.path / "written.bin").read_bytes() == ours

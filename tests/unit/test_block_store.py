@@ -11,7 +11,6 @@ import pytest
 import trio
 import trio.testing
 
-from s3fuse.cache import disk as disk_module
 from s3fuse.cache.blocks import IN_FLIGHT_BYTES, BlockCache, Version
 from s3fuse.cache.buffers import BufferPool
 from s3fuse.cache.disk import PIECE, DiskCache, read_file, write_file
@@ -284,8 +283,7 @@ def test_a_block_on_its_way_to_the_disk_tier_is_served_not_fetched_again(tmp_pat
 
 def test_entries_read_without_sqlite_keep_their_place_in_the_lru_order(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads of a remembered entry skip diskcache's index; they still count as uses when eviction picks."""
-    monkeypatch.setattr(disk_module, "TOUCH_SECONDS", 0.0)  # each read's use reaches the index at once
+    """Reads of a remembered entry skip diskcache's index; they still count as uses when a write evicts."""
     cache = DiskCache(str(tmp_path / "cache"), 2 * BLOCK + BLOCK // 2)
     older, newer, third = (("b", k, "etag", 0) for k in ("older", "newer", "third"))
     data = os.urandom(BLOCK)
@@ -295,10 +293,19 @@ def test_entries_read_without_sqlite_keep_their_place_in_the_lru_order(tmp_path:
         return await cache.get(memoryview(mmap.mmap(-1, BLOCK)), (key, 0))
 
     with monkeypatch.context() as patched:
-        patched.setattr(cache, "_look_up", None)  # a lookup in the index would fail now
-        assert trio.run(read, older)
+        patched.setattr(cache, "_read_looked_up", None)  # a lookup in the index would fail now
+        for _ in range(5):
+            assert trio.run(read, older)
     assert round_trip(cache, third, data)[0]  # over the limit: the least recently used goes
     assert trio.run(read, older) and not trio.run(read, newer)
+
+
+def test_a_key_written_again_is_read_from_its_new_file(tmp_path: Path) -> None:
+    cache = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
+    key = ("b", "k", "etag", 0)
+    first, second = os.urandom(BLOCK), os.urandom(BLOCK)
+    assert round_trip(cache, key, first) == (True, first)  # its file is remembered now
+    assert round_trip(cache, key, second) == (True, second)
 
 
 def test_a_remembered_entry_evicted_since_is_a_miss(tmp_path: Path) -> None:
@@ -311,3 +318,37 @@ def test_a_remembered_entry_evicted_since_is_a_miss(tmp_path: Path) -> None:
         return await cache.get(memoryview(mmap.mmap(-1, BLOCK)), (key, 0))
     assert not trio.run(read)
     assert not cache.files
+
+
+def test_a_block_is_fetched_whole_once_half_its_pieces_came_from_s3() -> None:
+    """Half of an 8 MiB block's 64 pieces, and not one fewer."""
+    block_size = 8 * BLOCK
+    data = os.urandom(2 * block_size)
+    server = ObjectServer(data)
+    version = Version(cast(Any, server), "big", "etag", len(data))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            cache = BlockCache(block_size, 16 * block_size, None)
+            cache.nursery = nursery
+            pieces = range(block_size, 2 * block_size, PIECE)
+            half = len(pieces) // 2
+            for number, offset in enumerate(pieces[::-1][:half], start=1):
+                assert bytes(await cache.read_small(version, offset, 4096)) == data[offset:offset + 4096]
+                await trio.testing.wait_all_tasks_blocked()
+                assert ((block_size, 2 * block_size) in server.ranges) == (number == half), number
+    trio.run(main)
+
+
+def test_blocks_no_bigger_than_a_piece_are_what_a_random_read_fetches() -> None:
+    block_size = 64 << 10
+    data = os.urandom(4 * block_size)
+    server = ObjectServer(data)
+    version = Version(cast(Any, server), "big", "etag", len(data))
+
+    async def main() -> None:
+        cache = BlockCache(block_size, 16 * block_size, None)
+        offset = block_size + 100
+        assert bytes(await cache.read_small(version, offset, 4096)) == data[offset:offset + 4096]
+        assert server.ranges == [(block_size, 2 * block_size)]
+    trio.run(main)
