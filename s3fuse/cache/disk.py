@@ -192,6 +192,8 @@ class DiskCache:
         """The entries read without SQLite since the last time, moved up in the LRU order in one transaction."""
         with self.lock:
             names, self.touched = self.touched, set()
+        if not names:
+            return
         try:
             with self.cache.transact():
                 for name in names:
@@ -219,8 +221,7 @@ class DiskCache:
         await trio.to_thread.run_sync(self._put, key, data)
 
     def _put(self, key: Any, data: memoryview) -> None:
-        if self.touched:
-            self._touch()  # this write may evict: by the order that includes the latest reads
+        self._touch()  # this write may evict: by the order that includes the latest reads
         try:
             # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
             # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
@@ -235,6 +236,5 @@ class DiskCache:
         return int(self.cache.volume())
 
     def close(self) -> None:
-        if self.touched:
-            self._touch()
+        self._touch()
         self.cache.close()
