@@ -19,7 +19,7 @@ from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_FRACTION
 from s3fuse.cache.disk import PIECE
 from s3fuse.embedded import LocalS3, free_port
 from tests.conftest import Mounted, MountFactory
-from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
+from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy, wait_until
 from tests.support.pages import cached_pages
 
 MiB = 1 << 20
@@ -163,6 +163,44 @@ def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_
         assert proxy.count("GetObject") == 0  # the recently used file stayed
         assert (again.path / "older.bin").read_bytes() == older
         assert proxy.count("GetObject") > 0  # the older one made room
+
+
+def test_a_block_read_again_from_the_disk_tier_counts_as_used_when_a_write_evicts(
+        mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
+    """A block's second read skips diskcache's index (its file is remembered); that use must still reach the LRU
+    order before a later write evicts by it."""
+    # "0" sorts first: the sibling read-ahead fetches the files after those opened in name order, not before
+    bodies = {name: random.Random(name).randbytes(600_000) for name in ("a", "b", "0")}
+    for name, body in bodies.items():
+        s3_server.client().put_object(Bucket=bucket, Key=name, Body=body)
+    with recording_proxy(s3_server.endpoint, bucket) as proxy:
+        options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS,
+                   "alluxio.user.client.cache.size=1500KB")  # two of the files, not three
+        first = mount_factory(*options)
+        assert (first.path / "a").read_bytes() == bodies["a"]
+        assert (first.path / "b").read_bytes() == bodies["b"]
+        assert first.unmount() == 0
+        second = mount_factory(*options, cache_of=first)
+        drop_page_cache()
+        proxy.reset()
+        for name, piece in [("a", 1), ("b", 1), ("a", 3)]:  # a's second read goes by its remembered file
+            fd = os.open(second.path / name, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                offset = piece * PIECE + 100
+                assert os.pread(fd, 4096, offset) == bodies[name][offset:offset + 4096]
+            finally:
+                os.close(fd)
+        assert proxy.count("GetObject") == 0
+        assert (second.path / "0").read_bytes() == bodies["0"]  # written to the disk tier: one file must go
+        assert second.unmount() == 0
+        third = mount_factory(*options, cache_of=first)
+        drop_page_cache()
+        proxy.reset()
+        assert (third.path / "a").read_bytes() == bodies["a"]
+        assert proxy.count("GetObject") == 0  # used last, so kept
+        assert (third.path / "b").read_bytes() == bodies["b"]
+        assert proxy.count("GetObject") > 0  # the least recently used made room
 
 
 def test_the_mount_asks_the_kernel_for_1_mib_reads(mount_factory: MountFactory) -> None:
@@ -339,11 +377,8 @@ def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_f
             for offset in first:
                 assert os.pread(fd, 4096, offset + 100) == data[offset + 100:offset + 4196]
             block_range = f"bytes={MiB}-{2 * MiB - 1}"
-            deadline = time.monotonic() + 30
-            while not any(seen.headers.get("range") == block_range for seen in list(proxy.seen)) \
-                    or proxy.in_flight["GetObject"]:
-                assert time.monotonic() < deadline, proxy.operations()
-                time.sleep(0.05)
+            assert wait_until(lambda: any(seen.headers.get("range") == block_range for seen in list(proxy.seen))
+                              and not proxy.in_flight["GetObject"], 30), proxy.operations()
             gets = proxy.count("GetObject")
             for offset in rest:
                 assert os.pread(fd, 4096, offset + 200) == data[offset + 200:offset + 4296]
@@ -361,16 +396,12 @@ def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: Mou
         mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", f"alluxio.master.web.port={port}",
                                 "alluxio.user.metadata.cache.expiration.time=0")
         (mounted.path / "written.bin").write_bytes(ours)
-        open_files = re.compile(r"^s3fuse_open_files (\d+)", re.MULTILINE)
-        deadline = time.monotonic() + 30
-        while True:  # the kernel releases the file after close() returned: until then a read would join it
+
+        def released() -> bool:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-                found = open_files.search(reply.read().decode())
-            assert found is not None
-            if found.group(1) == "0":
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+                return re.search(r"^s3fuse_open_files 0(\.0)?$", reply.read().decode(), re.MULTILINE) is not None
+        assert wait_until(released, 30)  # the kernel releases the file after close() returned: until then a
+        # read would join the open file and read its local copy
         drop_page_cache()
         proxy.reset()
         assert (mounted.path / "written.bin").read_bytes() == ours
