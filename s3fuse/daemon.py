@@ -359,6 +359,7 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
             cache.nursery = files.nursery = nursery
             nursery.start_soon(watch_signals, service)
             nursery.start_soon(service.sample_every, SAMPLE_SECONDS)
+            nursery.start_soon(cache.fill_pool)
             nested = NestedMounts(table, files, observer.attach)
             await nested.graft_configured(config)
             await nursery.start(control.serve, request.mountpoint, nested.handle)

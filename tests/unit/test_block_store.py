@@ -25,6 +25,28 @@ def test_a_buffer_nobody_holds_is_reused() -> None:
     assert pool.take() is buffer
 
 
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmRSS:"))
+
+
+def test_fill_populates_buffers_up_to_its_byte_limit_and_take_hands_them_out() -> None:
+    pool = BufferPool(BLOCK, keep=8)
+    before = resident_bytes()
+    pool.fill(limit_bytes=6 * BLOCK)
+    assert len(pool.free) == 6
+    assert resident_bytes() - before >= 5 * BLOCK  # the pages are there before any reader touched them
+    filled = list(pool.free)
+    assert pool.take() is filled[-1]
+
+
+def test_fill_stops_at_what_the_pool_keeps() -> None:
+    pool = BufferPool(BLOCK, keep=3)
+    pool.give(pool.take())
+    pool.fill(limit_bytes=100 * BLOCK)
+    assert len(pool.free) == 3
+
+
 def test_a_buffer_a_reader_still_views_is_not_reused() -> None:
     pool = BufferPool(BLOCK, keep=4)
     buffer = pool.take()
