@@ -16,6 +16,7 @@ import mmap
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import diskcache
@@ -96,18 +97,23 @@ def index_key(key: tuple[object, ...]) -> str:
     return repr(key)
 
 
+@dataclass(frozen=True)
+class Written:
+    """A block's file, written before the index's lock is taken (`DiskCache._put`): `store` records it as is."""
+
+    filename: str
+    size: int
+
+
 class BlockFiles(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints
-    """diskcache's storage, with a block written in one call. Its own `store` writes bytes through an iterator
-    over `io.BytesIO`, which yields one line at a time: 32,000 writes for an 8 MiB block of random data, 27% of
-    a cold read's CPU here."""
+    """diskcache's storage, taking a block's file as written. Its own `store` writes bytes through an iterator over
+    `io.BytesIO`, which yields one line at a time (32,000 writes for an 8 MiB block of random data, 27% of a cold
+    read's CPU here), and inside `set`, where other threads may be waiting for the index."""
 
     def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple[int, int, str | None, Any]:
-        if read or not isinstance(value, memoryview) or len(value) < self.min_file_size:
-            return super().store(bytes(value) if isinstance(value, memoryview) else value, read, key)  # type: ignore[no-any-return]
-        filename, full_path = self.filename(key, value)
-        os.makedirs(os.path.dirname(full_path), exist_ok=True)
-        write_file(full_path, value)
-        return len(value), diskcache.core.MODE_BINARY, filename, None
+        if isinstance(value, Written):
+            return value.size, diskcache.core.MODE_BINARY, value.filename, None
+        return super().store(value, read, key)  # type: ignore[no-any-return]
 
 
 class DiskCache:
@@ -123,6 +129,10 @@ class DiskCache:
         self.files: dict[str, tuple[str, bytes]] = {}
         self.touched: set[str] = set()
         self.lock = threading.Lock()
+        # one thread in the SQLite index at a time: SQLite's own wait for its write lock sleeps 1 to 100 ms between
+        # tries, which in a cold read had the two disk writers and the lookups mostly asleep, the disk tier behind
+        # and prefetching held back; this lock wakes the next thread at once. File reads and writes stay outside.
+        self.index_lock = threading.Lock()
 
     async def get(self, into: memoryview, *places: tuple[Any, int]) -> bool:
         """`into` filled from the first of `places` the cache holds whole and intact: an entry and where in it to
@@ -170,7 +180,8 @@ class DiskCache:
     def _read_looked_up(self, name: str, into: memoryview, start: int) -> tuple[int, bytes] | None:
         """(length read, checksums) through diskcache's index, which moves the entry up in the LRU order; the
         file of the entry is remembered."""
-        stored, stored_checksums = self.cache.get(name, read=True, tag=True)
+        with self.index_lock:
+            stored, stored_checksums = self.cache.get(name, read=True, tag=True)
         if stored is None:
             return None
         if not isinstance(stored_checksums, bytes):
@@ -195,7 +206,7 @@ class DiskCache:
         if not names:
             return
         try:
-            with self.cache.transact():
+            with self.index_lock, self.cache.transact():
                 for name in names:
                     handle = self.cache.get(name, read=True)
                     if handle is not None and not isinstance(handle, bytes):
@@ -212,7 +223,8 @@ class DiskCache:
         log.warning("disk cache entry %s is corrupt; dropped and fetched again", name)
         self._forget(name)
         try:
-            self.cache.delete(name)
+            with self.index_lock:
+                self.cache.delete(name)
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             log.warning("disk cache: corrupt entry %s not dropped (%s); it is refused again when read", name, exc)
         return False
@@ -222,19 +234,37 @@ class DiskCache:
 
     def _put(self, key: Any, data: memoryview) -> None:
         self._touch()  # this write may evict: by the order that includes the latest reads
+        written = None
         try:
-            # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
-            # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
-            # displaced a smaller one may leave the cache over its limit, which cull() then mends
-            self.cache.set(index_key(key), data, tag=checksums(data))
-            if self.cache.volume() > self.cache.size_limit:
-                self.cache.cull()
+            tag = checksums(data)
+            written = self._write(data) if len(data) >= self.cache.disk.min_file_size else None
+            with self.index_lock:
+                # past the size limit, each write evicts the least recently used block (cull_limit=1: with 16,
+                # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
+                # displaced a smaller one may leave the cache over its limit, which cull() then mends
+                self.cache.set(index_key(key), written or bytes(data), tag=tag)
+                if self.cache.volume() > self.cache.size_limit:
+                    self.cache.cull()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:  # a full disk costs caching, never the read
             log.warning("disk cache write failed (%s); serving without caching", exc)
+            if written is not None:
+                self.cache.disk.remove(written.filename)  # quietly: diskcache may have removed it already
+
+    def _write(self, data: memoryview) -> Written:
+        """The block's file, written before the index is locked."""
+        filename, full_path = self.cache.disk.filename()
+        os.makedirs(os.path.dirname(full_path), exist_ok=True)
+        try:
+            write_file(full_path, data)
+        except OSError:
+            self.cache.disk.remove(filename)  # a partial file (a full disk) is no entry
+            raise
+        return Written(filename, len(data))
 
     def volume(self) -> int:
         return int(self.cache.volume())
 
     def close(self) -> None:
         self._touch()
-        self.cache.close()
+        with self.index_lock:
+            self.cache.close()

@@ -108,6 +108,43 @@ def test_the_disk_tier_returns_what_it_was_given(tmp_path: Path) -> None:
     assert round_trip(cache, ("b", "k", "etag", 1), small) == (True, small)
 
 
+def block_files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*.val")]
+
+
+def test_a_block_write_that_fails_leaves_no_file_and_no_entry(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(path: str, view: memoryview) -> None:
+        with open(path, "xb") as writer:
+            writer.write(view[:len(view) // 2])
+        raise OSError(28, "No space left on device")
+
+    disk = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
+    monkeypatch.setattr("s3fuse.cache.disk.write_file", disk_full)
+    trio.run(disk.put, ("b", "k", "e", BLOCK, 0), memoryview(os.urandom(BLOCK)))
+    assert block_files(tmp_path / "cache") == []
+    assert not trio.run(disk.get, memoryview(bytearray(BLOCK)), (("b", "k", "e", BLOCK, 0), 0))
+
+
+def test_blocks_written_and_looked_up_from_many_threads_all_land(tmp_path: Path) -> None:
+    """The index is entered by one thread at a time (no thread sleeps in SQLite's wait for its lock), while the
+    files are written outside it: every block is there afterwards, each in its own file."""
+    disk = DiskCache(str(tmp_path / "cache"), 256 * BLOCK)
+    blocks = {("b", "k", "e", BLOCK, number): os.urandom(BLOCK) for number in range(24)}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for key, data in blocks.items():
+                nursery.start_soon(disk.put, key, memoryview(data))
+                nursery.start_soon(disk.get, memoryview(bytearray(BLOCK)), (key, 0))
+        for key, data in blocks.items():
+            into = bytearray(BLOCK)
+            assert await disk.get(memoryview(into), (key, 0))
+            assert into == data
+    trio.run(main)
+    assert len(block_files(tmp_path / "cache")) == len(blocks)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "extend"])
 def test_a_damaged_block_file_is_dropped_not_returned(tmp_path: Path, damage: str) -> None:
     cache = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
