@@ -19,8 +19,9 @@ from s3fuse.cache.blocks import IN_FLIGHT_BYTES, PROMOTE_FRACTION
 from s3fuse.cache.disk import PIECE
 from s3fuse.embedded import LocalS3, free_port
 from tests.conftest import Mounted, MountFactory
-from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy, wait_until
+from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
 from tests.support.pages import cached_pages
+from tests.support.waiting import wait_until
 
 MiB = 1 << 20
 SMALL_BLOCKS = "alluxio.user.client.cache.page.size=1MB"
@@ -377,8 +378,8 @@ def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_f
             for offset in first:
                 assert os.pread(fd, 4096, offset + 100) == data[offset + 100:offset + 4196]
             block_range = f"bytes={MiB}-{2 * MiB - 1}"
-            assert wait_until(lambda: any(seen.headers.get("range") == block_range for seen in list(proxy.seen))
-                              and not proxy.in_flight["GetObject"], 30), proxy.operations()
+            wait_until(lambda: any(seen.headers.get("range") == block_range for seen in list(proxy.seen))
+                       and not proxy.in_flight["GetObject"], what="the whole block's GET")
             gets = proxy.count("GetObject")
             for offset in rest:
                 assert os.pread(fd, 4096, offset + 200) == data[offset + 200:offset + 4296]
@@ -400,8 +401,9 @@ def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: Mou
         def released() -> bool:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
                 return re.search(r"^s3fuse_open_files 0(\.0)?$", reply.read().decode(), re.MULTILINE) is not None
-        assert wait_until(released, 30)  # the kernel releases the file after close() returned: until then a
-        # read would join the open file and read its local copy
+        # the kernel releases the file after close() returned: until then a read would join the open file and read
+        # its local copy
+        wait_until(released, what="the file's release")
         drop_page_cache()
         proxy.reset()
         assert (mounted.path / "written.bin").read_bytes() == ours

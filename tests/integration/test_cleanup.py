@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,16 +12,9 @@ from typing import Any
 from s3fuse.embedded import LocalS3, clean_aws_environment, free_port
 from tests.conftest import BIN, MountFactory
 from tests.integration.test_service import held_open
+from tests.support.waiting import wait_until
 
 MiB = 1 << 20
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
 
 
 def uploads(client: Any, bucket: str) -> set[tuple[str, str]]:
@@ -81,14 +72,14 @@ def test_daemon_cleanup_keeps_its_own_uploads_in_flight(mount_factory: MountFact
                             "alluxio.underfs.s3.streaming.upload.enabled=true",
                             "alluxio.underfs.s3.streaming.upload.partition.size=5MB",
                             f"alluxio.master.web.port={port}", prefix="dir")
-    wait_until(lambda: stale not in uploads(client, bucket), what="the stale upload aborted at start")
+    wait_until(lambda: stale not in uploads(client, bucket), 60, what="the stale upload aborted at start")
     data = random.Random(8).randbytes(6 * MiB + 5)
     with held_open(mounted.path / "live.bin", data, push=True):
-        wait_until(lambda: any(key == "dir/live.bin" for key, _ in uploads(client, bucket)),
+        wait_until(lambda: any(key == "dir/live.bin" for key, _ in uploads(client, bucket)), 60,
                    what="the streaming upload started")
         [live] = [u for u in uploads(client, bucket) if u[0] == "dir/live.bin"]
         passes = mounted.log_text().count("stale upload cleanup of")
-        wait_until(lambda: mounted.log_text().count("stale upload cleanup of") >= passes + 2,
+        wait_until(lambda: mounted.log_text().count("stale upload cleanup of") >= passes + 2, 60,
                    what="two more cleanup passes")
         assert live in uploads(client, bucket)  # clean age 0, but this daemon is still writing it
         assert "kept 1 multipart upload(s)" in mounted.log_text()

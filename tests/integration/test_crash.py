@@ -8,8 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,15 +15,9 @@ import pytest
 from s3fuse.embedded import clean_aws_environment
 from tests.conftest import BIN, MountFactory
 from tests.integration.test_write import close_fails_with_eio
+from tests.support.waiting import wait_until
 
 MiB = 1 << 20
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 def test_kill_during_streaming_upload_leaves_no_partial_object(mount_factory: MountFactory) -> None:
@@ -36,7 +28,8 @@ def test_kill_during_streaming_upload_leaves_no_partial_object(mount_factory: Mo
     fd = os.open(mounted.path / "big.bin", os.O_CREAT | os.O_WRONLY, 0o644)
     for _ in range(12):
         os.write(fd, random.randbytes(MiB))
-    wait_until(lambda: mounted.proxy is not None and mounted.proxy.count("UploadPart") >= 1)
+    wait_until(lambda: mounted.proxy is not None and mounted.proxy.count("UploadPart") >= 1, 60,
+               what="a part uploading")
     os.kill(mounted.process.pid, signal.SIGKILL)
     mounted.process.wait(30)
     with pytest.raises(OSError):
@@ -51,7 +44,8 @@ def test_kill_during_streaming_upload_leaves_no_partial_object(mount_factory: Mo
     again = mount_factory(*streaming, "alluxio.underfs.cleanup.enabled=true",
                           "alluxio.underfs.s3.intermediate.upload.clean.age=0sec", at=mounted.path,
                           cache_of=mounted)
-    wait_until(lambda: not client.list_multipart_uploads(Bucket=mounted.bucket).get("Uploads"))
+    wait_until(lambda: not client.list_multipart_uploads(Bucket=mounted.bucket).get("Uploads"), 60,
+               what="the upload aborted")
     assert "stale FUSE mount" in again.log_text()
     assert os.listdir(again.path) == []
 

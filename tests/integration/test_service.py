@@ -17,7 +17,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,20 +27,12 @@ from s3fuse.fs.operations import Operations
 from tests.conftest import BIN, Mounted, MountFactory
 from tests.support.pages import cached_pages
 from tests.support.proxy import Request
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "alluxio-s3@.service"
 HELPER = Path("/sbin/mount.alluxio-s3")
 MiB = 1 << 20
-
-
-def wait_until(condition: object, timeout: float = 30, what: str = "condition") -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
 
 
 def s3_bytes(server: LocalS3, bucket: str, key: str) -> bytes | None:

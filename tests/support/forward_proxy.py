@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import http.server
 import threading
-import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -259,13 +258,3 @@ def recording_proxy(upstream: str, bucket: str = "", rule: Rule | None = None) -
         proxy.closing.set()
         server.shutdown()
         server.server_close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll for something a background thread does; True once it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
