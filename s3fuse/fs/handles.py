@@ -116,6 +116,7 @@ class OpenFile:
     written_ns: int = 0  # when bytes were last written through this mount (0: never)
     streaming: StreamingUpload | None = None
     handles: int = 0
+    writers: int = 0  # handles open for writing (with the kernel's writeback cache, their last writes may be its own)
     unlinked: bool = False
     recovered: str | None = None
     lost_write: OSError | None = None  # a write that failed locally: never upload the file without it
@@ -372,7 +373,8 @@ class OpenFiles:
         return [file for file in self.files.values() if file.key == key and file.client is client
                 and not file.unlinked]
 
-    def open(self, inode: Inode, key: str, client: S3Client, config: Config, new: bool = False) -> OpenFile:
+    def open(self, inode: Inode, key: str, client: S3Client, config: Config, new: bool = False,
+             writable: bool = False) -> OpenFile:
         """Join the inode's OpenFile, or start one on the given mount's client and settings."""
         file = self.files.get(inode.ino)
         if file is None:
@@ -383,6 +385,7 @@ class OpenFiles:
         elif file.clean and file.base_etag and inode.etag != file.base_etag:  # replaced by another writer
             file.base_etag, file.size = inode.etag, inode.size
         file.handles += 1
+        file.writers += writable
         return file
 
     def below(self, client: S3Client, prefix: str) -> list[OpenFile]:
@@ -408,9 +411,10 @@ class OpenFiles:
             if file is not None and file.base_etag == old:
                 file.base_etag = new
 
-    async def close(self, file: OpenFile) -> None:
+    async def close(self, file: OpenFile, writable: bool = False) -> None:
         """One handle fewer; after the last, upload what no flush did (errors can only be logged here)."""
         file.handles -= 1
+        file.writers -= writable
         if file.handles > 0:
             return
         async with file.lock:

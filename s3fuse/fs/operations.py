@@ -297,23 +297,27 @@ class Operations(pyfuse3.Operations):
 
     async def truncate(self, node: Inode, size: int, fh: int | None) -> None:
         """ftruncate(fd) is uploaded by that handle's close, as its writes are. truncate(path) has no close to
-        wait for, also while others hold the file open (a reader's close uploads nothing and a writer's may
-        never come): S3 holds the truncated file when it returns, as when nobody has it open."""
+        wait for, also while readers hold the file open: S3 holds the truncated file when it returns, as when
+        nobody has it open. Not while a writer has it open with the kernel's writeback cache: the kernel may still
+        hold its latest writes (it flushes nothing before a size change), so this copy lacks them, and uploading it
+        would put into S3 a version that never existed (zeros where the writer's bytes are). The truncation then
+        reaches S3 with that writer's fsync or close, as its writes do."""
         if node.is_dir:
             raise OSError(errno.EISDIR, node.path)
         file = joined = self.files.get(node.ino)
         if file is None:
             mount = self.mount_of(node.path)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
+        upload = fh is None and not (self.enable_writeback_cache and file.writers)
         try:
             async with file.lock:
                 await file.truncate(size)
-                if fh is None:
+                if upload:
                     await file.commit()
         finally:
             if joined is None:
                 await self.files.close(file)
-        if fh is None and not file.dirty:
+        if upload and not file.dirty:
             self.table.saved(node)
             self.table.settled(node)
 
@@ -462,7 +466,7 @@ class Operations(pyfuse3.Operations):
             mount = self.changing(node.path) if writable else self.mount_of(node.path)
             if self.files.get(inode) is None:
                 node = await self.table.as_the_kernel_knows(node)
-            file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
+            file = self.files.open(node, self.table.key(node.path), mount.client, mount.config, writable=writable)
             if flags & os.O_TRUNC:
                 async with file.lock:
                     await file.truncate(0)
@@ -494,7 +498,7 @@ class Operations(pyfuse3.Operations):
         async with self.name_held(self.table.get(parent_inode), name):
             parent, path, mount = await self.new_name(parent_inode, name)
             inode = self.table.created(path, is_dir=False)
-            file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True)
+            file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True, writable=True)
             self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=NOW, atime=NOW)
             self.dir_changed(parent.path)
             self.table.pin(inode.ino)
@@ -591,7 +595,7 @@ class Operations(pyfuse3.Operations):
         handle = self.handles.pop(fh)
         assert isinstance(handle, FileHandle)
         uploads = handle.writable or handle.file.dirty  # the last close uploads what no flush did
-        await self.files.close(handle.file)
+        await self.files.close(handle.file, handle.writable)
         if uploads and not handle.file.dirty:  # (another handle may be rewriting it: not in S3 yet)
             self.table.saved(handle.file.inode)
             self.table.settled(handle.file.inode)

@@ -521,9 +521,10 @@ def test_o_trunc_of_a_read_only_open_reaches_s3(mounted: Mounted) -> None:
 @pytest.mark.parametrize("streaming", ["false", "true"])
 def test_truncating_a_path_others_hold_open_reaches_s3_when_it_returns(mount_factory: MountFactory,
                                                                        streaming: str) -> None:
-    """truncate(path) has no close of its own: while a reader (or a writer) holds the file, it was uploaded only
-    at the last release, after every close had returned, lost to a crash, and the mount's listing kept the old
-    ETag (ESTALE on the next open)."""
+    """truncate(path) has no close of its own: while a reader holds the file, it was uploaded only at the last
+    release, after every close had returned, lost to a crash, and the mount's listing kept the old ETag (ESTALE
+    on the next open). While a writer holds it with the kernel's writeback cache (not in streaming mode), the
+    truncation reaches S3 with the writer's close, as the writes the kernel may still hold do."""
     mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={streaming}")
     path = mounted.path / "log"
     writer = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
@@ -537,9 +538,10 @@ def test_truncating_a_path_others_hold_open_reaches_s3_when_it_returns(mount_fac
         appender = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(appender, b"+more")
-            os.fsync(appender)  # (with the writeback cache, unsynced bytes may still be the kernel's alone)
+            os.fsync(appender)
             os.truncate(path, 103)  # with a writer open too
-            assert s3_bytes(mounted, "log") == b"x" * 100 + b"+mo"
+            assert os.pread(reader, 200, 0) == b"x" * 100 + b"+mo"
+            assert s3_bytes(mounted, "log") == b"x" * 100 + (b"+mo" if streaming == "true" else b"+more")
             os.write(appender, b"!")
         finally:
             os.close(appender)
@@ -548,6 +550,21 @@ def test_truncating_a_path_others_hold_open_reaches_s3_when_it_returns(mount_fac
     assert s3_bytes(mounted, "log") == path.read_bytes() == b"x" * 100 + b"+mo!"
     os.truncate(path, 4)  # nobody has it open
     assert s3_bytes(mounted, "log") == path.read_bytes() == b"xxxx"
+
+
+def test_truncating_a_path_a_writer_holds_never_puts_a_version_without_its_writes_in_s3(mounted: Mounted) -> None:
+    """The kernel's writeback cache may still hold a writer's bytes when truncate(path) comes (it flushes nothing
+    before a size change): uploading then put 1,000 zeros into S3 where the writer had written 1,000 Bs."""
+    path = mounted.path / "held"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"B" * 5000)
+        os.truncate(path, 1000)
+        assert "held" not in s3_keys(mounted) or s3_bytes(mounted, "held") == b""  # nothing, or the new empty file
+        assert os.pread(fd, 2000, 0) == b"B" * 1000
+    finally:
+        os.close(fd)
+    assert s3_bytes(mounted, "held") == b"B" * 1000
 
 
 def test_a_rename_that_fails_leaves_the_open_target_uploading(mounted: Mounted) -> None:
