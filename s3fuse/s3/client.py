@@ -154,7 +154,7 @@ def hosts_bucket(parts: urllib.parse.SplitResult, bucket: str) -> bool:
 
 
 def signed_headers(method: str, url: str, auth_path: str | None, signer: Any, headers: Mapping[str, str],
-                   body: bytes = b"") -> dict[str, str]:
+                   body: ranged.Body = b"") -> dict[str, str]:
     """`headers` with botocore's signature for the request (none for anonymous access), as botocore signs its
     own: SigV4 hashes the body over http, SigV2 uses `auth_path` for a virtual-host URL."""
     request = botocore.awsrequest.AWSRequest(method=method, url=url, headers=dict(headers), data=body or None)
@@ -363,7 +363,7 @@ class S3Client:
         for listener in self.listeners:
             listener(operation, result, seconds, body_bytes, last)
 
-    async def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None,
+    async def put(self, key: str, body: ranged.Body, metadata: Mapping[str, str] | None = None,
                   content_type: str = "") -> str:
         """The new object's ETag; without `content_type`, the object gets the type of its name. The body goes on
         a worker thread as the GETs' do (a small file's PUT cost the event loop 4.4 ms of CPU in aiobotocore);
@@ -374,11 +374,12 @@ class S3Client:
             headers["x-amz-server-side-encryption"] = "AES256"
         return (await self._put_on_thread("PutObject", key, body, headers)).strip('"')
 
-    async def _put_on_thread(self, operation: str, key: str, body: bytes, headers: Mapping[str, str],
+    async def _put_on_thread(self, operation: str, key: str, body: ranged.Body, headers: Mapping[str, str],
                              query: str = "") -> str:
         """A PUT of `body` on a worker thread, checked by S3 against its Content-MD5; the ETag header as given."""
         def upload(url: str, auth_path: str | None, signer: Any) -> str:  # the hashes too, off the event loop
-            checked = {**headers, "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+            md5 = body.md5() if isinstance(body, ranged.FilePart) else hashlib.md5(body).digest()
+            checked = {**headers, "Content-MD5": base64.b64encode(md5).decode(), "Content-Length": str(len(body))}
             return ranged.put_object(self._connections, url, body,
                                      signed_headers("PUT", url, auth_path, signer, checked, body))
 
@@ -435,7 +436,7 @@ class S3Client:
             return str(reply["UploadId"])
         return await self._call(self._admin, "CreateMultipartUpload", key, request)
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+    async def upload_part(self, key: str, upload_id: str, number: int, body: ranged.Body) -> str:
         """The part's ETag as S3 gave it (quoted), for CompleteMultipartUpload; sent as `put` sends an object."""
         query = f"?partNumber={number}&uploadId={urllib.parse.quote(upload_id, safe='-_.~')}"  # SigV4's encoding
         return await self._put_on_thread("UploadPart", key, body, {}, query)

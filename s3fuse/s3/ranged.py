@@ -1,5 +1,5 @@
 """Ranged GETs on worker threads, read straight into one buffer (the block cache's bulk transfers), and
-single-request PUTs the same way (a file's upload at close).
+single-request PUTs the same way (a file's upload at close), their bodies streamed from a file range (FilePart).
 
 Measured on the 2-core machine against Ceph RGW, 8 MiB ranges, 8 in flight: aiobotocore under trio-asyncio
 spends 2.6 ms of CPU per MiB of body (1.5 ms on a plain asyncio loop), `http.client` on threads 0.66 ms, since
@@ -12,7 +12,9 @@ region and addressing style work exactly as for the other requests.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import io
 import logging
 import os
 import re
@@ -23,7 +25,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,6 +33,7 @@ T = TypeVar("T")
 RETRIABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                              "RequestLimitExceeded", "InternalError", "ServiceUnavailable"})
 READ_CHUNK = 4 << 20  # bytes asked of the socket per readinto: large, so the GIL is seldom taken
+SEND_CHUNK = 1 << 20  # bytes of a streamed body read and sent at a time (http.client's default is 8 KiB)
 IDLE_PER_ORIGIN = 64
 
 
@@ -83,11 +86,12 @@ class Connections:
         connection: http.client.HTTPConnection
         if scheme == "https":
             connection = http.client.HTTPSConnection(target_host, target_port, timeout=transport.connect_timeout,
-                                                     context=transport.ssl_context)
+                                                     context=transport.ssl_context, blocksize=SEND_CHUNK)
             if transport.proxy:
                 connection.set_tunnel(host, port)
         else:
-            connection = http.client.HTTPConnection(target_host, target_port, timeout=transport.connect_timeout)
+            connection = http.client.HTTPConnection(target_host, target_port, timeout=transport.connect_timeout,
+                                                    blocksize=SEND_CHUNK)
         connection.connect()
         connection.sock.settimeout(transport.socket_timeout)
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -143,7 +147,63 @@ class Exchange:
         return result
 
 
-def send(connections: Connections, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+class FilePart(io.RawIOBase):
+    """Bytes [offset, offset + length) of a file as a PUT's body, read as it is hashed and sent: a part of a big
+    file's upload no longer sits in memory whole (20 parts of 64 MiB in flight held 1.3 GB while a 1 GiB file was
+    closed). Seekable, so botocore hashes it for the signature and every attempt sends it from its start."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        super().__init__()
+        self.fd = os.open(path, os.O_RDONLY)
+        self.offset = offset
+        self.length = length
+        self.position = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.length}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, into: Any) -> int:
+        wanted = min(len(into), self.length - self.position)
+        if wanted <= 0:
+            return 0
+        got = os.preadv(self.fd, [memoryview(into)[:wanted]], self.offset + self.position)
+        if not got:  # the file got shorter than the part: never send fewer bytes than Content-Length says
+            raise OSError(f"{self.length - self.position} bytes of the part missing from its file")
+        self.position += got
+        return got
+
+    def md5(self) -> bytes:
+        digest = hashlib.md5()
+        self.seek(0)
+        for chunk in iter(lambda: self.read(SEND_CHUNK), b""):
+            digest.update(chunk)
+        self.seek(0)
+        return digest.digest()
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+Body = bytes | FilePart
+
+
+def send(connections: Connections, method: str, url: str, headers: Mapping[str, str], body: Body | None = None
          ) -> Exchange:
     """The answer's status and headers; RangeFailure when none came. A kept-alive connection the server has
     closed meanwhile (it answers nothing at all) is replaced once at no cost of an attempt, as urllib3 and
@@ -165,6 +225,8 @@ def send(connections: Connections, method: str, url: str, headers: Mapping[str, 
             raise RangeFailure(f"cannot connect to {host}:{port}: {exc}", type(exc).__name__) from exc
         try:
             limit_socket(connection, deadline)
+            if isinstance(body, FilePart):
+                body.seek(0)  # all of it again on a fresh connection
             connection.request(method, target, body=body, headers=dict(headers))
             response = connection.getresponse()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -197,7 +259,7 @@ def get_range(connections: Connections, url: str, start: int, end: int, into: me
     exchange.read(read_range, f" bytes={start}-{end - 1}", end - start)
 
 
-def put_object(connections: Connections, url: str, body: bytes, headers: Mapping[str, str]) -> str:
+def put_object(connections: Connections, url: str, body: Body, headers: Mapping[str, str]) -> str:
     """Send `body` as the object (or part) at `url` (signed `headers`); its ETag header as given (quoted), or
     RangeFailure."""
 

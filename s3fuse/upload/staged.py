@@ -13,6 +13,7 @@ import trio
 
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client, guess_content_type
+from s3fuse.s3.ranged import FilePart
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +32,19 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def read_range(path: str, offset: int, length: int) -> bytes:
-    with open(path, "rb") as handle:
-        return os.pread(handle.fileno(), length, offset)
-
-
 async def upload_file(client: S3Client, key: str, path: str, size: int, *, threshold: int, part_size: int,
                       metadata: Mapping[str, str] | None = None) -> str:
     """The new object's ETag."""
     if size < max(threshold, MIN_PART):
-        data = await trio.to_thread.run_sync(read_range, path, 0, size)
-        return await client.put(key, data, metadata)
+        with FilePart(path, 0, size) as body:
+            return await client.put(key, body, metadata)
     part = part_size_for(size, part_size)
     upload_id = await client.create_multipart(key, metadata)
     try:
         async def send(number: int) -> str:
             offset = (number - 1) * part
-            data = await trio.to_thread.run_sync(read_range, path, offset, min(part, size - offset))
-            return await client.upload_part(key, upload_id, number, data)
+            with FilePart(path, offset, min(part, size - offset)) as body:
+                return await client.upload_part(key, upload_id, number, body)
 
         numbers = range(1, -(-size // part) + 1)
         etags = await bounded_map(send, numbers, client.config.upload_threads)

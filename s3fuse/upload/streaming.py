@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import trio
 
 from s3fuse.s3.client import S3Client
+from s3fuse.s3.ranged import FilePart
 from s3fuse.upload.staged import MIN_PART, abort_quietly, remove_quietly
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,9 @@ class StreamingUpload:
 
     async def _upload(self, partition: Partition) -> None:
         try:
-            data = await trio.to_thread.run_sync(read_all, partition.path)
-            self.etags[partition.number] = await self.client.upload_part(self.key, self.upload_id,
-                                                                         partition.number, data)
+            with FilePart(partition.path, 0, partition.size) as body:
+                self.etags[partition.number] = await self.client.upload_part(self.key, self.upload_id,
+                                                                             partition.number, body)
             self.parts_uploaded += 1
             os.unlink(partition.path)
         except OSError as exc:
@@ -136,10 +137,11 @@ class StreamingUpload:
         filled a partition goes up as one PUT."""
         if not self.started():
             path = self.take_local()
-            data = await trio.to_thread.run_sync(read_all, path) if path else b""
-            etag = await self.client.put(self.key, data, self.metadata)
-            if path:
-                remove_quietly(path)
+            if not path:
+                return await self.client.put(self.key, b"", self.metadata)
+            with FilePart(path, 0, os.path.getsize(path)) as body:
+                etag = await self.client.put(self.key, body, self.metadata)
+            remove_quietly(path)
             return etag
         if self.current is not None and self.current.size:
             await self._send(self.current)
@@ -160,8 +162,3 @@ class StreamingUpload:
             self.current.close()
             remove_quietly(self.current.path)
             self.current = None
-
-
-def read_all(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -121,3 +123,25 @@ def test_a_refused_put_carries_its_code(server: str) -> None:
         ranged.put_object(connections(), server, b"payload", {})
     assert (failure.value.status, failure.value.code, failure.value.retriable) == (403, "AccessDenied", False)
     assert str(failure.value) == "no writes here"
+
+
+def test_a_file_part_is_sent_as_its_range_of_the_file_and_again_on_a_fresh_connection(server: str,
+                                                                                      tmp_path: Path) -> None:
+    content = bytes(range(256)) * 20_000  # 5 MB: several of the chunks a streamed body is sent in
+    (tmp_path / "staged").write_bytes(content)
+    Scripted.answers = [(200, {"ETag": '"one"'}, b""), (200, {"ETag": '"two"'}, b"")]
+    Scripted.hang_up = True  # the second PUT finds its kept-alive connection closed: sent again, whole
+    pool = connections()
+    with ranged.FilePart(str(tmp_path / "staged"), 1000, 3_000_000) as part:
+        assert len(part) == 3_000_000
+        assert part.md5() == hashlib.md5(content[1000:3_001_000]).digest()
+        headers = {"Content-Length": str(len(part))}
+        assert ranged.put_object(pool, server, part, headers) == '"one"'
+        assert ranged.put_object(pool, server, part, headers) == '"two"'
+    assert Scripted.bodies == [content[1000:3_001_000]] * 2
+
+
+def test_a_file_part_whose_file_got_shorter_is_refused_not_sent_short(tmp_path: Path) -> None:
+    (tmp_path / "staged").write_bytes(b"x" * 100)
+    with ranged.FilePart(str(tmp_path / "staged"), 50, 100) as part, pytest.raises(OSError):
+        part.read()
