@@ -627,6 +627,8 @@ def run_peers(logs: Path) -> dict[str, Any]:
         (base / stale).unlink(missing_ok=True)
     env = dict(os.environ, BENCH_BASE=str(base), PROJECT_MOUNT_CMD=command, BACKEND=BACKEND,
                BIG_MIB=os.environ.get("PEERS_BIG_MIB", str(SIZES.big_mib)))
+    # its RGW starts ceph-mgr unless told not to, and our setup installs Ceph without it (S3 needs none)
+    env.setdefault("WITH_MGR", "1" if shutil.which("ceph-mgr") else "0")
     targets = os.environ.get("PEERS_TARGETS", "direct s3fs rclone-full project").split()
     warn(f"peers: {shared / 'run.sh'} {' '.join(targets)} (log: {logs / 'peers.log'})")
     with open(logs / "peers.log", "ab") as log:
