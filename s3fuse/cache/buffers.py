@@ -13,6 +13,8 @@ files were read back at 2.1-2.3 GB/s instead of 1.5-1.65. A huge page also costs
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import mmap
 import sys
@@ -28,17 +30,19 @@ PAGE = 4096
 
 def new_buffer(size: int) -> mmap.mmap:
     buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):
+    with contextlib.suppress(AttributeError, OSError):  # a kernel without transparent huge pages: small ones
         buffer.madvise(mmap.MADV_HUGEPAGE)
     return buffer
 
 
 def populate(buffer: mmap.mmap) -> None:
-    """Fault every page of `buffer` in now, so its first real use does not."""
+    """Fault every page of `buffer` in now, so its first real use does not; OSError (ENOMEM) when memory is short."""
     try:
         buffer.madvise(MADV_POPULATE_WRITE)
-    except OSError:  # an older kernel: touch a byte of each page
-        for offset in range(0, len(buffer), PAGE):
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        for offset in range(0, len(buffer), PAGE):  # a kernel before 5.14: touch a byte of each page
             buffer[offset] = 0
 
 
@@ -68,7 +72,11 @@ class BufferPool:
         """Add populated buffers up to `keep` (and `limit_bytes`), for a worker thread at the mount's start: the
         pages' first touch is paid there, not by the first reader."""
         for _ in range(min(self.keep, limit_bytes // self.size)):
-            buffer = new_buffer(self.size)
+            try:
+                buffer = new_buffer(self.size)
+            except OSError as exc:
+                log.info("block buffers not filled ahead (%s)", exc)
+                return
             try:
                 populate(buffer)
             except OSError as exc:  # out of memory now: the buffers come one at a time when reads need them

@@ -243,6 +243,7 @@ class DiskCache:
                 # diskcache dropped 16 at once, in a small cache the block just written among them); a block that
                 # displaced a smaller one may leave the cache over its limit, which cull() then mends
                 self.cache.set(index_key(key), written or bytes(data), tag=tag)
+                written = None  # indexed: the file is the entry's now, also if the cull below fails
                 if self.cache.volume() > self.cache.size_limit:
                     self.cache.cull()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:  # a full disk costs caching, never the read

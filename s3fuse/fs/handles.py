@@ -411,11 +411,21 @@ class OpenFiles:
             if file is not None and file.base_etag == old:
                 file.base_etag = new
 
-    async def close(self, file: OpenFile, writable: bool = False) -> None:
-        """One handle fewer; after the last, upload what no flush did (errors can only be logged here)."""
+    def abandon(self, file: OpenFile, writable: bool) -> None:
+        """An open that failed after joining the file: no release will come for it, so its counts go now."""
         file.handles -= 1
         file.writers -= writable
+
+    async def close(self, file: OpenFile, writable: bool = False) -> None:
+        """One handle fewer; after the last, upload what no flush did (errors can only be logged here). After
+        the last writer, too: a truncate(path) that came while it was open waited for it (the kernel sends a
+        release after the close returned, so one can come right after its writer's close)."""
+        self.abandon(file, writable)
         if file.handles > 0:
+            if writable and not file.writers and file.dirty and file.recovered is None:
+                async with file.lock:
+                    with contextlib.suppress(OSError):  # commit logged it and kept the bytes
+                        await file.commit()
             return
         async with file.lock:
             # FUSE sends the release after close(2) returned: an open may join the file while this waits

@@ -154,6 +154,7 @@ class FilePart(io.RawIOBase):
 
     def __init__(self, path: str, offset: int, length: int) -> None:
         super().__init__()
+        self.fd = -1
         self.fd = os.open(path, os.O_RDONLY)
         self.offset = offset
         self.length = length
@@ -177,6 +178,7 @@ class FilePart(io.RawIOBase):
         return self.position
 
     def readinto(self, into: Any) -> int:
+        self._checkClosed()  # io's own check: no read after close
         wanted = min(len(into), self.length - self.position)
         if wanted <= 0:
             return 0
@@ -195,8 +197,9 @@ class FilePart(io.RawIOBase):
         return digest.digest()
 
     def close(self) -> None:
-        if not self.closed:
+        if self.fd >= 0:
             os.close(self.fd)
+            self.fd = -1
         super().close()
 
 

@@ -7,9 +7,7 @@ import errno
 import mmap
 import os
 import random
-import re
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from s3fuse.embedded import LocalS3, free_port
 from tests.conftest import Mounted, MountFactory
 from tests.support.forward_proxy import Action, Hold, Seen, recording_proxy
 from tests.support.pages import cached_pages
-from tests.support.waiting import wait_until
+from tests.support.waiting import open_files, wait_until
 
 MiB = 1 << 20
 SMALL_BLOCKS = "alluxio.user.client.cache.page.size=1MB"
@@ -397,13 +395,9 @@ def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: Mou
         mounted = mount_factory(f"alluxio.underfs.s3.endpoint={proxy.endpoint}", f"alluxio.master.web.port={port}",
                                 "alluxio.user.metadata.cache.expiration.time=0")
         (mounted.path / "written.bin").write_bytes(ours)
-
-        def released() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-                return re.search(r"^s3fuse_open_files 0(\.0)?$", reply.read().decode(), re.MULTILINE) is not None
         # the kernel releases the file after close() returned: until then a read would join the open file and read
         # its local copy
-        wait_until(released, what="the file's release")
+        wait_until(lambda: open_files(port) == 0, what="the file's release")
         drop_page_cache()
         proxy.reset()
         assert (mounted.path / "written.bin").read_bytes() == ours

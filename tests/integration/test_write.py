@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from s3fuse.embedded import free_port
 from tests.conftest import Mounted, MountFactory
 from tests.support.proxy import Mangle, Request, announced
+from tests.support.waiting import open_files, wait_until
 
 MiB = 1 << 20
 
@@ -525,12 +527,15 @@ def test_truncating_a_path_others_hold_open_reaches_s3_when_it_returns(mount_fac
     release, after every close had returned, lost to a crash, and the mount's listing kept the old ETag (ESTALE
     on the next open). While a writer holds it with the kernel's writeback cache (not in streaming mode), the
     truncation reaches S3 with the writer's close, as the writes the kernel may still hold do."""
-    mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={streaming}")
+    port = free_port()
+    mounted = mount_factory(f"alluxio.underfs.s3.streaming.upload.enabled={streaming}",
+                            f"alluxio.master.web.port={port}")
     path = mounted.path / "log"
     writer = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
     os.write(writer, b"x" * 6159)
-    reader = os.open(path, os.O_RDONLY)
     os.close(writer)
+    wait_until(lambda: open_files(port) == 0, what="the writer's release")  # it may come after a truncate
+    reader = os.open(path, os.O_RDONLY)
     try:
         os.truncate(path, 100)
         assert s3_bytes(mounted, "log") == b"x" * 100

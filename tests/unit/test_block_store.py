@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
@@ -124,6 +126,23 @@ def test_a_block_write_that_fails_leaves_no_file_and_no_entry(tmp_path: Path,
     trio.run(disk.put, ("b", "k", "e", BLOCK, 0), memoryview(os.urandom(BLOCK)))
     assert block_files(tmp_path / "cache") == []
     assert not trio.run(disk.get, memoryview(bytearray(BLOCK)), (("b", "k", "e", BLOCK, 0), 0))
+
+
+def test_a_cull_that_fails_after_the_write_keeps_the_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = DiskCache(str(tmp_path / "cache"), 64 * BLOCK)
+
+    def locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    # diskcache's set asks first (its own cull: under the limit), then the write sees the cache over it and culls
+    sizes = itertools.chain([0], itertools.repeat(128 * BLOCK))
+    monkeypatch.setattr(disk.cache, "volume", lambda: next(sizes))
+    monkeypatch.setattr(disk.cache, "cull", locked)
+    key, data = ("b", "k", "e", BLOCK, 0), os.urandom(BLOCK)
+    trio.run(disk.put, key, memoryview(data))
+    into = bytearray(BLOCK)
+    assert trio.run(disk.get, memoryview(into), (key, 0))
+    assert into == data
 
 
 def test_blocks_written_and_looked_up_from_many_threads_all_land(tmp_path: Path) -> None:
