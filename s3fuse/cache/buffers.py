@@ -74,14 +74,9 @@ class BufferPool:
         for _ in range(min(self.keep, limit_bytes // self.size)):
             try:
                 buffer = new_buffer(self.size)
-            except OSError as exc:
-                log.info("block buffers not filled ahead (%s)", exc)
-                return
-            try:
                 populate(buffer)
             except OSError as exc:  # out of memory now: the buffers come one at a time when reads need them
                 log.info("block buffers not filled ahead (%s)", exc)
-                buffer.close()
                 return
             with self.lock:
                 if len(self.free) >= self.keep:

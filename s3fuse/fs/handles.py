@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -411,25 +411,31 @@ class OpenFiles:
             if file is not None and file.base_etag == old:
                 file.base_etag = new
 
-    def abandon(self, file: OpenFile, writable: bool) -> None:
-        """An open that failed after joining the file: no release will come for it, so its counts go now."""
+    @staticmethod
+    def _count_out(file: OpenFile, writable: bool) -> None:
         file.handles -= 1
         file.writers -= writable
+
+    @contextlib.contextmanager
+    def joining(self, file: OpenFile, writable: bool) -> Iterator[None]:
+        """The rest of an open that joined `file`: if it fails, no release will come, so its counts go now."""
+        try:
+            yield
+        except BaseException:
+            self._count_out(file, writable)
+            raise
 
     async def close(self, file: OpenFile, writable: bool = False) -> None:
         """One handle fewer; after the last, upload what no flush did (errors can only be logged here). After
         the last writer, too: a truncate(path) that came while it was open waited for it (the kernel sends a
         release after the close returned, so one can come right after its writer's close)."""
-        self.abandon(file, writable)
-        if file.handles > 0:
-            if writable and not file.writers and file.dirty and file.recovered is None:
-                async with file.lock:
-                    with contextlib.suppress(OSError):  # commit logged it and kept the bytes
-                        await file.commit()
+        self._count_out(file, writable)
+        last_writer = writable and not file.writers
+        if file.handles > 0 and not last_writer:
             return
         async with file.lock:
             # FUSE sends the release after close(2) returned: an open may join the file while this waits
-            if file.handles == 0 and file.recovered is None:  # a close that already failed is not retried
+            if (file.handles == 0 or last_writer) and file.recovered is None:  # a failed close is not retried
                 with contextlib.suppress(OSError):  # commit logged it and kept the bytes
                     await file.commit()
             if file.handles > 0:  # opened again meanwhile: it lives on, with its key (renames move it)

@@ -468,13 +468,10 @@ class Operations(pyfuse3.Operations):
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config, writable=writable)
             if flags & os.O_TRUNC:
-                try:
+                with self.files.joining(file, writable):
                     async with file.lock:
                         await file.truncate(0)
                     self.changed(node, mtime=NOW)
-                except BaseException:
-                    self.files.abandon(file, writable)
-                    raise
             keep_cache = node.page_cache_etag == node.etag and not file.dirty
             node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
             self.table.pin(node.ino)
@@ -503,12 +500,9 @@ class Operations(pyfuse3.Operations):
             parent, path, mount = await self.new_name(parent_inode, name)
             inode = self.table.created(path, is_dir=False)
             file = self.files.open(inode, self.table.key(path), mount.client, mount.config, new=True, writable=True)
-            try:
+            with self.files.joining(file, True):
                 self.changed(inode, **self.created_by(parent, ctx, stat.S_IFREG | stat.S_IMODE(mode)), mtime=NOW,
                              atime=NOW)
-            except BaseException:
-                self.files.abandon(file, True)
-                raise
             self.dir_changed(parent.path)
             self.table.pin(inode.ino)
             handle = FileHandle(file, True, Prefetcher(self.cache.block_size, PREFETCH_BYTES))

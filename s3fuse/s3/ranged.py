@@ -189,12 +189,10 @@ class FilePart(io.RawIOBase):
         return got
 
     def md5(self) -> bytes:
-        digest = hashlib.md5()
         self.seek(0)
-        for chunk in iter(lambda: self.read(SEND_CHUNK), b""):
-            digest.update(chunk)
+        digest = hashlib.file_digest(self, "md5").digest()
         self.seek(0)
-        return digest.digest()
+        return digest
 
     def close(self) -> None:
         if self.fd >= 0:

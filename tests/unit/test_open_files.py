@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import trio
 import trio.testing
 
@@ -29,4 +30,25 @@ def test_a_file_opened_again_while_its_last_close_waits_for_the_lock_lives_on(tm
         assert files.below(cast(Any, None), "d/") == [file]
         await files.close(file)
         assert files.get(5) is None
+    trio.run(main)
+
+
+def test_the_last_writers_release_uploads_what_a_truncate_left_to_it_while_a_reader_stays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """truncate(path) with a writer open leaves the upload to that writer; its release can come after the
+    truncate (the kernel sends it after close returned), and then a reader may hold the file for hours."""
+    async def main() -> None:
+        files = OpenFiles(cast(Any, None), Staging(str(tmp_path)))
+        inode = Inode(5, "d/f", False)
+        file = files.open(inode, "d/f", cast(Any, None), Config(), writable=True)
+        files.open(inode, "d/f", cast(Any, None), Config())  # a reader
+        uploads: list[int] = []
+
+        async def commit() -> None:
+            uploads.append(file.handles)
+            file.dirty = False
+        monkeypatch.setattr(file, "commit", commit)
+        file.dirty = True  # what the truncate left
+        await files.close(file, writable=True)
+        assert uploads == [1] and not file.dirty and files.get(5) is file
     trio.run(main)
