@@ -11,6 +11,7 @@ buffers.py). A random read takes one piece out of a block file, checked against 
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import mmap
 import os
@@ -51,12 +52,14 @@ def write_file(path: str, view: memoryview) -> None:
     if padded is not None:
         try:
             handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
-        except OSError:  # tmpfs and others: no O_DIRECT
-            pass
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a filesystem without O_DIRECT (tmpfs before Linux 6.6)
+                raise
         else:
             try:
                 os.write(handle, padded)
-                os.ftruncate(handle, len(view))
+                if len(padded) > len(view):
+                    os.ftruncate(handle, len(view))
             finally:
                 os.close(handle)
             return
@@ -71,8 +74,9 @@ def read_file(path: str, into: memoryview, offset: int = 0) -> int:
     if padded is not None:
         try:
             handle = os.open(path, os.O_RDONLY | os.O_DIRECT)
-        except OSError:
-            pass
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
         else:
             try:
                 return min(os.preadv(handle, [padded], offset), len(into))
@@ -254,9 +258,12 @@ class DiskCache:
     def _write(self, data: memoryview) -> Written:
         """The block's file, written before the index is locked."""
         filename, full_path = self.cache.disk.filename()
-        os.makedirs(os.path.dirname(full_path), exist_ok=True)
         try:
-            write_file(full_path, data)
+            try:
+                write_file(full_path, data)
+            except FileNotFoundError:  # the first file in its directory: no mkdir before every write
+                os.makedirs(os.path.dirname(full_path), exist_ok=True)
+                write_file(full_path, data)
         except OSError:
             self.cache.disk.remove(filename)  # a partial file (a full disk) is no entry
             raise

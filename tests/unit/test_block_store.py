@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -78,6 +79,25 @@ def test_block_files_round_trip(tmp_path: Path, length: int, kind: str) -> None:
     into: mmap.mmap | bytearray = mmap.mmap(-1, BLOCK) if kind == "mmap" else bytearray(length)
     assert read_file(str(tmp_path / "block"), memoryview(into)[:length]) == length
     assert bytes(into[:length]) == data
+
+
+def test_a_filesystem_without_o_direct_gets_buffered_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_direct(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    source = mmap.mmap(-1, BLOCK)
+    source[:] = os.urandom(BLOCK)
+    write_file(str(tmp_path / "block"), memoryview(source)[:BLOCK - 1000])
+    into = mmap.mmap(-1, BLOCK)
+    assert read_file(str(tmp_path / "block"), memoryview(into)) == BLOCK - 1000
+    assert into[:BLOCK - 1000] == source[:BLOCK - 1000]
+    with pytest.raises(FileNotFoundError):  # any other failure is the caller's to see (a missing directory)
+        write_file(str(tmp_path / "missing" / "block"), memoryview(source))
 
 
 def test_a_view_into_the_middle_of_a_buffer_is_written_as_itself(tmp_path: Path) -> None:
