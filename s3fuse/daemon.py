@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyfuse3
 import trio
@@ -40,6 +40,7 @@ from s3fuse.fs.inodes import InodeTable
 from s3fuse.fs.namespace import Mount, Namespace
 from s3fuse.fs.operations import Operations
 from s3fuse.fs.overlay import Overlay
+from s3fuse.fs.pagecache import PageCacheFeed, Store
 from s3fuse.metrics import Metrics, RecentErrors, S3Observer
 from s3fuse.mounts import NestedMounts, StartupError, build_mount, open_client
 from s3fuse.notify import notify as sd_notify
@@ -269,6 +270,10 @@ class Service:
         metrics.counter("s3fuse_cache_hits", "Block reads answered by the cache (memory or disk)",
                         lambda: self.cache.hits)
         metrics.counter("s3fuse_cache_misses", "Block reads that needed a GET from S3", lambda: self.cache.misses)
+        if self.files.feed is not None:
+            feed = self.files.feed
+            metrics.counter("s3fuse_page_cache_stored_bytes", "Bytes a random reader's reads brought into memory "
+                            "and the daemon handed to the kernel's page cache", lambda: feed.stored_bytes)
         metrics.gauge("s3fuse_cache_bytes", "Bytes in the disk block cache", self.disk_bytes)
         metrics.gauge("s3fuse_cache_memory_bytes", "Bytes of blocks kept in memory", lambda: self.cache.memory_bytes)
         metrics.gauge("s3fuse_open_files", "Files open through the mount", lambda: len(self.files.files))
@@ -349,14 +354,15 @@ async def serve_client(request: MountRequest, notify: Notify, client: S3Client, 
     disk = DiskCache(config.cache_dirs[0], config.cache_size) if config.cache_enabled else None
     cache = BlockCache(config.page_size, MEMORY_BLOCKS * config.page_size, disk)
     table = InodeTable(Namespace(mount), config.metadata_ttl, config.metadata_max_size)
-    files = OpenFiles(cache, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")))
+    feed = PageCacheFeed(cache, cast(Store, pyfuse3.notify_store))  # takes any buffer; its stub says bytes
+    files = OpenFiles(cache, Staging(os.path.join(config.tmp_dirs[0], "s3fuse-staging")), feed=feed)
     operations = ServiceOperations(mount, table, cache, files, mount.overlay, metrics)
     service = Service(request, mount, cache, disk, files, operations, metrics, observer, errors)
     service.register_gauges()
     pyfuse3.init(operations, request.mountpoint, fuse_options(request, mount))
     try:
         async with trio.open_nursery() as nursery:
-            cache.nursery = files.nursery = nursery
+            cache.nursery = files.nursery = feed.nursery = nursery
             nursery.start_soon(watch_signals, service)
             nursery.start_soon(service.sample_every, SAMPLE_SECONDS)
             nursery.start_soon(cache.fill_pool)

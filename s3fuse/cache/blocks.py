@@ -122,6 +122,15 @@ class BlockCache:
         if len(data) == version.size <= self.block_size and not self.present(bkey):
             self._keep(bkey, bytearray(data), len(data))
 
+    def held_unit(self, version: Version, offset: int) -> tuple[int, memoryview] | None:
+        """The block around `offset`, else its piece, if its bytes are here: where it starts, and the bytes."""
+        for unit in (self.block_size, PIECE):
+            number = offset // unit
+            data = self.cached(version.block_key(unit, number))
+            if data is not None:
+                return number * unit, data
+        return None
+
     def held(self, bkey: BlockKey) -> bool:
         """Whether the block's bytes are here, in memory or on their way to the disk tier."""
         return bkey in self.memory or bkey in self.to_disk

@@ -23,6 +23,7 @@ from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode, Retag
 from s3fuse.fs.listing import Entry
+from s3fuse.fs.pagecache import Feeding, PageCacheFeed
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
@@ -121,12 +122,21 @@ class OpenFile:
     recovered: str | None = None
     lost_write: OSError | None = None  # a write that failed locally: never upload the file without it
     uploaded: Callable[[OpenFile, str], None] | None = None  # after our upload: (file, the ETag it replaced)
+    feed: PageCacheFeed | None = None
+    feeding: Feeding = field(default_factory=Feeding)
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
     def clean(self) -> bool:
         """Its bytes are all the S3 version's: nothing staged, streamed or written."""
         return self.stage is None and self.streaming is None and not self.dirty
+
+    def feedable(self, version: Version) -> bool:
+        """Whether `version`'s bytes may go into the kernel's page cache now (pagecache.py): it is what this file
+        holds and what the kernel caches for the inode, and no handle writes (its bytes may be in those pages)."""
+        inode = self.inode
+        return self.clean and not self.writers and not self.unlinked and self.size == version.size == inode.size \
+            and self.base_etag == version.etag == inode.etag == inode.page_cache_etag
 
     def version(self) -> Version:
         """The S3 version this file's clean bytes come from."""
@@ -184,7 +194,11 @@ class OpenFile:
             return await self.stage.read(offset, max(0, end - offset))
         if not prefetcher.wants_blocks(offset):
             prefetcher.advise(offset, length)
-            return await self.cache.read_small(self.version(), offset, length)
+            version = self.version()
+            data = await self.cache.read_small(version, offset, length)
+            if self.feed is not None and not self.config.direct_io:  # a direct reader keeps out of the page cache
+                self.feed.offer(self.feeding, self.inode.ino, version, offset, lambda: self.feedable(version))
+            return data
         data = await self.cache.read(self.version(), offset, length)
         ahead = prefetcher.advise(offset, len(data))
         if ahead:
@@ -365,6 +379,7 @@ class OpenFiles:
     nursery: trio.Nursery | None = None
     files: dict[int, OpenFile] = field(default_factory=dict)
     uploaded: Callable[[OpenFile, str], None] | None = None  # given to each OpenFile
+    feed: PageCacheFeed | None = None  # given to each OpenFile
 
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
@@ -380,7 +395,7 @@ class OpenFiles:
         if file is None:
             file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
                             base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new,
-                            uploaded=self.uploaded)
+                            uploaded=self.uploaded, feed=self.feed)
             self.files[inode.ino] = file
         elif file.clean and file.base_etag and inode.etag != file.base_etag:  # replaced by another writer
             file.base_etag, file.size = inode.etag, inode.size
@@ -438,6 +453,7 @@ class OpenFiles:
             if (file.handles == 0 or last_writer) and file.recovered is None:  # a failed close is not retried
                 with contextlib.suppress(OSError):  # commit logged it and kept the bytes
                     await file.commit()
+            await file.feeding.settled()  # an open after this one's close starts with no store under way
             if file.handles > 0:  # opened again meanwhile: it lives on, with its key (renames move it)
                 return
             if self.files.get(file.inode.ino) is file:

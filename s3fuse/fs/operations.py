@@ -310,7 +310,7 @@ class Operations(pyfuse3.Operations):
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config)
         upload = fh is None and not (self.enable_writeback_cache and file.writers)
         try:
-            async with file.lock:
+            async with file.feeding.held(), file.lock:  # no store into the page cache while its size changes
                 await file.truncate(size)
                 if upload:
                     await file.commit()
@@ -474,6 +474,8 @@ class Operations(pyfuse3.Operations):
                     self.changed(node, mtime=NOW)
             keep_cache = node.page_cache_etag == node.etag and not file.dirty
             node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
+            with self.files.joining(file, writable):
+                await file.feeding.settled()  # no store of older bytes may land after this open (pagecache.py)
             self.table.pin(node.ino)
             handle = FileHandle(file, writable, Prefetcher(self.cache.block_size, PREFETCH_BYTES))
             if not writable:

@@ -386,6 +386,57 @@ def test_a_random_reader_that_keeps_coming_back_to_a_block_gets_it_whole(mount_f
             os.close(fd)
 
 
+def random_reader(path: Path) -> int:
+    """A descriptor whose reads the kernel does not widen: each asks the mount for just its pages."""
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    return fd
+
+
+def test_a_random_read_hands_the_kernel_the_whole_piece_it_fetched(mount_factory: MountFactory,
+                                                                   s3_server: LocalS3, bucket: str) -> None:
+    """The piece fetched to answer one page goes into the page cache: the next reads in it never reach the
+    daemon (cachestat shows the piece's pages, and only those, cached)."""
+    data = random.Random(16).randbytes(4 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="sparse.bin", Body=data)
+    mounted = mount_factory(SMALL_BLOCKS)
+    fd = random_reader(mounted.path / "sparse.bin")
+    try:
+        offset = 2 * MiB + 3 * PIECE + 100
+        assert os.pread(fd, 4096, offset) == data[offset:offset + 4096]
+        wait_until(lambda: cached_pages(fd) == PIECE // mmap.PAGESIZE, what="the piece in the page cache")
+        piece = offset // PIECE * PIECE
+        assert all(os.pread(fd, 4096, page) == data[page:page + 4096] for page in range(piece, piece + PIECE, 4096))
+        assert cached_pages(fd) == PIECE // mmap.PAGESIZE
+    finally:
+        os.close(fd)
+
+
+def test_a_file_open_for_writing_gets_nothing_into_its_page_cache(mount_factory: MountFactory,
+                                                                 s3_server: LocalS3, bucket: str) -> None:
+    """A writer's bytes may sit in the very pages a store would fill (the writeback cache): with a writer open,
+    a random read stores nothing, and the writer's bytes stay. The stores go one at a time, in order, so once
+    another file's piece is in, one for this file would have landed before it."""
+    data = random.Random(17).randbytes(2 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="written.bin", Body=data)
+    client.put_object(Bucket=bucket, Key="sentinel.bin", Body=data)
+    mounted = mount_factory(SMALL_BLOCKS)
+    writer = os.open(mounted.path / "written.bin", os.O_RDWR)
+    reader, sentinel = random_reader(mounted.path / "written.bin"), random_reader(mounted.path / "sentinel.bin")
+    try:
+        os.pwrite(writer, b"new!" * 1024, 3 * PIECE)
+        assert os.pread(reader, 4096, 3 * PIECE + 8192) == data[3 * PIECE + 8192:3 * PIECE + 12288]
+        assert os.pread(sentinel, 4096, 5 * PIECE + 100) == data[5 * PIECE + 100:5 * PIECE + 4196]
+        wait_until(lambda: cached_pages(sentinel) == PIECE // mmap.PAGESIZE, what="the other file's piece")
+        assert cached_pages(reader) < PIECE // mmap.PAGESIZE
+        assert os.pread(reader, 4096, 3 * PIECE) == b"new!" * 1024
+    finally:
+        for fd in (writer, reader, sentinel):
+            os.close(fd)
+    assert (mounted.path / "written.bin").read_bytes()[3 * PIECE:3 * PIECE + 4096] == b"new!" * 1024
+
+
 def test_a_small_file_written_here_is_read_back_without_a_get(mount_factory: MountFactory, s3_server: LocalS3,
                                                                bucket: str) -> None:
     """Our upload's bytes are kept under the ETag S3 gave them; another writer's new version is still fetched."""
