@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -32,25 +31,23 @@ from s3fuse.cache.blocks import BlockCache, Version
 
 log = logging.getLogger(__name__)
 
-FED_UNITS = 4096  # units stored per open file that are not offered again (the kernel keeps them until memory is short)
 Store = Callable[[int, int, memoryview], None]  # pyfuse3.notify_store(inode, offset, data)
 
 
 @dataclass
 class Feeding:
-    """One open file's stores: how many are under way, what changes of the file are waiting for them."""
+    """One open file's stores: which are under way, what changes of the file are waiting for them."""
 
-    in_flight: int = 0
+    pending: set[tuple[str, int]] = field(default_factory=set)  # (ETag, offset) of the stores under way
     holds: int = 0  # truncates under way: no store begins
     idle: trio.Event = field(default_factory=trio.Event)
-    fed: OrderedDict[tuple[str, int], None] = field(default_factory=OrderedDict)  # (ETag, offset) stored
 
     def __post_init__(self) -> None:
         self.idle.set()
 
     async def settled(self) -> None:
         """Every store that began is done."""
-        while self.in_flight:
+        while self.pending:
             await self.idle.wait()
 
     @contextlib.asynccontextmanager
@@ -63,14 +60,14 @@ class Feeding:
         finally:
             self.holds -= 1
 
-    def begin(self) -> None:
-        if not self.in_flight:
+    def begin(self, unit: tuple[str, int]) -> None:
+        if not self.pending:
             self.idle = trio.Event()
-        self.in_flight += 1
+        self.pending.add(unit)
 
-    def end(self) -> None:
-        self.in_flight -= 1
-        if not self.in_flight:
+    def end(self, unit: tuple[str, int]) -> None:
+        self.pending.discard(unit)
+        if not self.pending:
             self.idle.set()
 
 
@@ -83,34 +80,32 @@ class PageCacheFeed:
         self.stored_bytes = 0
 
     def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, still_valid: Callable[[], bool]) -> None:
-        """After a random read at `offset`: store the block or piece around it that is in memory, unless stored
-        already. `still_valid` tells, just before the store, whether the file still is that version, clean and
-        without writers."""
+        """After a random read at `offset`: store the block or piece around it that is in memory, unless its store
+        is under way. One stored before is stored again: a read reached the daemon, so the kernel no longer has
+        all of it (fadvise DONTNEED, memory pressure). `still_valid` tells, just before the store, whether the file
+        still is that version, clean and without writers."""
         if self.nursery is None or feeding.holds:
             return
         held = self.cache.held_unit(version, offset)
         if held is None:
             return
         start, data = held
-        if (version.etag, start) in feeding.fed:
+        unit = (version.etag, start)
+        if unit in feeding.pending:
             return
-        feeding.fed[(version.etag, start)] = None
-        while len(feeding.fed) > FED_UNITS:
-            feeding.fed.popitem(last=False)
-        feeding.begin()
-        self.nursery.start_soon(self._store, feeding, ino, version.etag, start, data, still_valid)
+        feeding.begin(unit)
+        self.nursery.start_soon(self._store, feeding, ino, unit, data, still_valid)
 
-    async def _store(self, feeding: Feeding, ino: int, etag: str, start: int, data: memoryview,
+    async def _store(self, feeding: Feeding, ino: int, unit: tuple[str, int], data: memoryview,
                      still_valid: Callable[[], bool]) -> None:
         try:
             async with self.limiter:
                 if feeding.holds or not still_valid():
-                    feeding.fed.pop((etag, start), None)  # offered again by a later read, if the file allows it then
                     return
-                await trio.to_thread.run_sync(self._notify, ino, start, data)
+                await trio.to_thread.run_sync(self._notify, ino, unit[1], data)
                 self.stored_bytes += len(data)
         finally:
-            feeding.end()
+            feeding.end(unit)
 
     def _notify(self, ino: int, start: int, data: memoryview) -> None:
         try:

@@ -408,6 +408,10 @@ def test_a_random_read_hands_the_kernel_the_whole_piece_it_fetched(mount_factory
         piece = offset // PIECE * PIECE
         assert all(os.pread(fd, 4096, page) == data[page:page + 4096] for page in range(piece, piece + PIECE, 4096))
         assert cached_pages(fd) == PIECE // mmap.PAGESIZE
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # as fio --invalidate does: the kernel lets go of it
+        assert cached_pages(fd) == 0
+        assert os.pread(fd, 4096, piece + 8192) == data[piece + 8192:piece + 12288]
+        wait_until(lambda: cached_pages(fd) == PIECE // mmap.PAGESIZE, what="the piece in the page cache again")
     finally:
         os.close(fd)
 
