@@ -122,14 +122,15 @@ class BlockCache:
         if len(data) == version.size <= self.block_size and not self.present(bkey):
             self._keep(bkey, bytearray(data), len(data))
 
-    def held_unit(self, version: Version, offset: int) -> tuple[int, memoryview] | None:
-        """The block around `offset`, else its piece, if its bytes are here: where it starts, and the bytes."""
-        for unit in (self.block_size, PIECE):
-            number = offset // unit
-            data = self.cached(version.block_key(unit, number))
-            if data is not None:
-                return number * unit, data
-        return None
+    def held_around(self, version: Version, offset: int, span: int) -> tuple[int, memoryview] | None:
+        """The bytes here around `offset`: the `span`-aligned stretch of its block (`span` a multiple of PIECE),
+        else its piece; with where they start."""
+        block = self.cached(version.block_key(self.block_size, offset // self.block_size))
+        if block is not None and self.pieces_tile_blocks:
+            within = offset % self.block_size // span * span
+            return offset - offset % self.block_size + within, block[within:within + span]
+        piece = self.cached(version.block_key(PIECE, offset // PIECE))
+        return (offset // PIECE * PIECE, piece) if piece is not None else None
 
     def held(self, bkey: BlockKey) -> bool:
         """Whether the block's bytes are here, in memory or on their way to the disk tier."""

@@ -257,7 +257,16 @@ class Operations(pyfuse3.Operations):
         if name == b"..":
             return self.entry(self.parent_dir(parent))
         async with self.name_held(parent, name):
-            return self.entry(await self.table.lookup(parent, decode(name)))
+            inode = await self.table.lookup(parent, decode(name))
+            await self.stores_settled(inode)
+            return self.entry(inode)
+
+    async def stores_settled(self, inode: Inode) -> None:
+        """The kernel is about to learn `inode`'s version: stores of another version's bytes land first, in the
+        kernel's inode for that version (fs/pagecache.py)."""
+        file = self.files.get(inode.ino)
+        if file is not None:
+            await file.feeding.settled_for(inode.etag)
 
     @errno_boundary
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -376,6 +385,7 @@ class Operations(pyfuse3.Operations):
             inode = self.table.listed(join(directory.path, name), handle.entries[index])
             if inode is None:  # removed since opendir (POSIX leaves it to us whether it shows)
                 continue
+            await self.stores_settled(inode)
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode),
                                          len(dots) + index + 1):
                 return

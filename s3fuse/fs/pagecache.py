@@ -2,16 +2,22 @@
 
 The kernel asks a random reader's pages one at a time (4 KiB each from fio or a database), and each answer from
 a Python daemon costs about 300 us, where a C daemon answering from a local file spends 25 us. A random read
-fetches a 128 KiB piece (or finds its 8 MiB block in memory) to answer 4 KiB: once the reply is out, the whole
-piece or block goes into the page cache, and the next reads anywhere in it never reach the daemon. Nothing more
-is fetched for it: only bytes already in memory are stored.
+fetches a 128 KiB piece, or finds its block in memory, to answer 4 KiB: once the reply is out, the piece (or the
+MiB of the block) around it goes into the page cache, and the next reads anywhere in it never reach the daemon.
+Nothing more is fetched for it: only bytes already in memory are stored. A MiB, not the whole block: a
+sequential reader's request that arrived out of order also takes this path, and its read-ahead, finding 8 MiB
+cached, would jump past them, so that its next request too looked random (pieces fetched one by one instead of
+blocks ahead); a MiB is within the reordering a sequential reader is allowed (cache/prefetch.py).
 
 A store must never put old bytes over new ones. The kernel's page cache is only written here for an open file
 that is clean (S3's version, nothing staged or written), has no handle open for writing (whose writes the
 kernel's writeback cache may be holding in those very pages) and whose version the kernel's page cache holds.
 An open, a truncate and the last release wait for the stores under way (`settled`): a store that began before
 them finishes first, one that would begin after them finds the file changed and does not happen. A store never
-reaches past the version's size (the kernel grows a file to the end of a store).
+reaches past the version's size (the kernel grows a file to the end of a store). A lookup or a listing that
+tells the kernel of another version waits for the stores of the old one: the kernel makes a new inode for the
+new version (another generation) under the same number, and an old store landing in it would grow it to the old
+size, a size the writeback cache then keeps (zeros past the new bytes).
 
 The store runs on a worker thread: it waits for the page locks of reads the kernel has sent but the daemon not
 yet answered, and those answers come from the event loop.
@@ -28,8 +34,11 @@ from dataclasses import dataclass, field
 import trio
 
 from s3fuse.cache.blocks import BlockCache, Version
+from s3fuse.cache.prefetch import REORDER_SLACK
 
 log = logging.getLogger(__name__)
+
+SPAN = REORDER_SLACK // 4  # stored at once out of a block in memory (1 MiB): a jump a sequential reader may make
 
 Store = Callable[[int, int, memoryview], None]  # pyfuse3.notify_store(inode, offset, data)
 
@@ -60,6 +69,11 @@ class Feeding:
         finally:
             self.holds -= 1
 
+    async def settled_for(self, etag: str) -> None:
+        """No store of bytes other than version `etag`'s is under way."""
+        while any(unit_etag != etag for unit_etag, _ in self.pending):
+            await self.idle.wait()
+
     def begin(self, unit: tuple[str, int]) -> None:
         if not self.pending:
             self.idle = trio.Event()
@@ -80,13 +94,13 @@ class PageCacheFeed:
         self.stored_bytes = 0
 
     def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, still_valid: Callable[[], bool]) -> None:
-        """After a random read at `offset`: store the block or piece around it that is in memory, unless its store
-        is under way. One stored before is stored again: a read reached the daemon, so the kernel no longer has
-        all of it (fadvise DONTNEED, memory pressure). `still_valid` tells, just before the store, whether the file
-        still is that version, clean and without writers."""
+        """After a random read at `offset`: store what is in memory around it, unless its store is under way.
+        One stored before is stored again: a read reached the daemon, so the kernel no longer has all of it
+        (fadvise DONTNEED, memory pressure). `still_valid` tells, just before the store, whether the file still
+        is that version, clean and without writers."""
         if self.nursery is None or feeding.holds:
             return
-        held = self.cache.held_unit(version, offset)
+        held = self.cache.held_around(version, offset, SPAN)
         if held is None:
             return
         start, data = held
@@ -102,14 +116,21 @@ class PageCacheFeed:
             async with self.limiter:
                 if feeding.holds or not still_valid():
                     return
-                await trio.to_thread.run_sync(self._notify, ino, unit[1], data)
-                self.stored_bytes += len(data)
+                if await trio.to_thread.run_sync(self._notify, feeding, ino, unit[1], data, still_valid):
+                    self.stored_bytes += len(data)
         finally:
             feeding.end(unit)
 
-    def _notify(self, ino: int, start: int, data: memoryview) -> None:
+    def _notify(self, feeding: Feeding, ino: int, start: int, data: memoryview, still_valid: Callable[[], bool]
+                ) -> bool:
+        """On the worker thread: the file is checked once more just before the store (the thread may have waited
+        for the GIL while the loop went on), which then lets go of the GIL only to enter the kernel."""
+        if feeding.holds or not still_valid():
+            return False
         try:
             self.store(ino, start, data)
+            return True
         except OSError as exc:  # ENOENT: the kernel has forgotten the inode; the reads simply come to us
             if exc.errno != errno.ENOENT:
                 log.debug("page cache store of inode %d at %d failed: %s", ino, start, exc)
+            return False

@@ -16,10 +16,11 @@ class _Stat(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")]
 
 
-def cached_pages(fd: int) -> int:
-    """Pages of the open file `fd` in the page cache (cachestat(2); a length of 0 means to the end)."""
+def cached_pages(fd: int, offset: int = 0, length: int = 0) -> int:
+    """Pages of the open file `fd` in the page cache, of [offset, offset + length) (cachestat(2); a length of 0
+    means to the end)."""
     libc = ctypes.CDLL(None, use_errno=True)
     stat = _Stat()
-    if libc.syscall(CACHESTAT, fd, ctypes.byref(_Range(0, 0)), ctypes.byref(stat), 0) != 0:
+    if libc.syscall(CACHESTAT, fd, ctypes.byref(_Range(offset, length)), ctypes.byref(stat), 0) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
     return int(stat.cache)

@@ -4,6 +4,7 @@ in place of FUSE's notify_store: what is stored, and what keeps a store from lan
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, cast
 
 import trio
@@ -11,7 +12,7 @@ import trio.testing
 
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.disk import PIECE
-from s3fuse.fs.pagecache import Feeding, PageCacheFeed
+from s3fuse.fs.pagecache import SPAN, Feeding, PageCacheFeed
 
 BLOCK = 1 << 20
 
@@ -29,9 +30,11 @@ class RecordingStore:
         if not held:
             self.released.set()
         self.token: trio.lowlevel.TrioToken | None = None
+        self.entered = threading.Event()  # a store has reached the kernel, as it were
 
     def __call__(self, ino: int, offset: int, data: memoryview) -> None:  # on a worker thread
         assert self.token is not None
+        self.entered.set()
         trio.from_thread.run(self.released.wait, trio_token=self.token)
         self.stores.append((ino, offset, bytes(data)))
 
@@ -43,9 +46,36 @@ def held_block(data: bytes) -> tuple[BlockCache, Version]:
     return cache, version
 
 
-def test_a_random_read_stores_the_block_around_it_once_and_again_once_the_kernel_lost_it() -> None:
-    data = os.urandom(BLOCK)
-    cache, version = held_block(data)
+def test_a_random_read_stores_what_is_around_it_once_and_again_once_the_kernel_lost_it() -> None:
+    data = os.urandom(4 * BLOCK)
+    cache = BlockCache(4 * BLOCK, 8 * BLOCK, None)
+    version = Version(cast(Any, Bucket()), "key", "etag", len(data))
+    cache.adopt(version, data)  # one 4 MiB block in memory, as a read would leave it
+
+    async def main() -> None:
+        store = RecordingStore()
+        store.token = trio.lowlevel.current_trio_token()
+        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        span = (7, 2 * SPAN, data[2 * SPAN:3 * SPAN])  # a MiB of the block, not all of it
+        async with trio.open_nursery() as nursery:
+            feed.nursery = nursery
+            feed.offer(feeding, 7, version, 2 * SPAN + 3 * PIECE + 100, lambda: True)
+            feed.offer(feeding, 7, version, 2 * SPAN + 5000, lambda: True)  # the same MiB, its store under way
+            feed.offer(feeding, 7, version, 5 * BLOCK, lambda: True)  # nothing in memory there: nothing to store
+        assert store.stores == [span]
+        async with trio.open_nursery() as nursery:  # a read reached the daemon after the store: stored again
+            feed.nursery = nursery
+            feed.offer(feeding, 7, version, 2 * SPAN, lambda: True)
+        assert store.stores == [span, span]
+        assert feed.stored_bytes == 2 * SPAN
+    trio.run(main)
+
+
+def test_a_piece_in_memory_without_its_block_is_stored_alone() -> None:
+    data = os.urandom(PIECE)
+    cache = BlockCache(4 * BLOCK, 8 * BLOCK, None)
+    version = Version(cast(Any, Bucket()), "key", "etag", 4 * BLOCK)
+    cache._keep(version.block_key(PIECE, 9), bytearray(data), PIECE)  # as a random read's piece fetch leaves it
 
     async def main() -> None:
         store = RecordingStore()
@@ -53,15 +83,8 @@ def test_a_random_read_stores_the_block_around_it_once_and_again_once_the_kernel
         feed, feeding = PageCacheFeed(cache, store), Feeding()
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 3 * PIECE + 100, lambda: True)
-            feed.offer(feeding, 7, version, 5 * PIECE, lambda: True)  # the same block, its store under way: once
-            feed.offer(feeding, 7, version, 2 * BLOCK, lambda: True)  # nothing in memory there: nothing to store
-        assert store.stores == [(7, 0, data)]
-        async with trio.open_nursery() as nursery:  # a read reached the daemon after the store: stored again
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: True)
-        assert store.stores == [(7, 0, data)] * 2
-        assert feed.stored_bytes == 2 * len(data)
+            feed.offer(feeding, 7, version, 9 * PIECE + 100, lambda: True)
+        assert store.stores == [(7, 9 * PIECE, data)]
     trio.run(main)
 
 
@@ -107,7 +130,7 @@ def test_a_change_of_the_file_waits_for_the_store_under_way_and_no_store_begins_
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
             feed.offer(feeding, 7, version, 100, lambda: True)
-            await trio.testing.wait_all_tasks_blocked()  # the store is under way, held
+            await trio.to_thread.run_sync(store.entered.wait)  # the store is under way, in the kernel, held
             nursery.start_soon(truncate)
             await trio.testing.wait_all_tasks_blocked()
             assert not changed.is_set()  # the change waits for it
@@ -115,4 +138,50 @@ def test_a_change_of_the_file_waits_for_the_store_under_way_and_no_store_begins_
             await changed.wait()
         assert [offset for _, offset, _ in store.stores] == [0]
         assert not feeding.pending
+    trio.run(main)
+
+
+def test_a_file_that_changed_while_the_store_waited_for_its_thread_gets_none() -> None:
+    """Checked on the loop before the hop, and again on the worker thread just before the store: the thread may
+    wait for the GIL while the loop learns of a new version."""
+    data = os.urandom(BLOCK)
+    cache, version = held_block(data)
+    answers = iter([True, False])  # the loop's check, then the thread's
+
+    async def main() -> None:
+        store = RecordingStore()
+        store.token = trio.lowlevel.current_trio_token()
+        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        async with trio.open_nursery() as nursery:
+            feed.nursery = nursery
+            feed.offer(feeding, 7, version, 100, lambda: next(answers))
+        assert store.stores == [] and feed.stored_bytes == 0
+    trio.run(main)
+
+
+def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() -> None:
+    data = os.urandom(BLOCK)
+    cache, version = held_block(data)
+
+    async def main() -> None:
+        store = RecordingStore(held=True)
+        store.token = trio.lowlevel.current_trio_token()
+        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        async with trio.open_nursery() as nursery:
+            feed.nursery = nursery
+            feed.offer(feeding, 7, version, 100, lambda: True)
+            await trio.to_thread.run_sync(store.entered.wait)
+            await feeding.settled_for("etag")  # the store under way is of this version: no wait
+            told = trio.Event()
+
+            async def lookup_of_a_new_version() -> None:
+                await feeding.settled_for("etag2")
+                told.set()
+
+            nursery.start_soon(lookup_of_a_new_version)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not told.is_set()
+            store.released.set()
+            await told.wait()
+        assert len(store.stores) == 1
     trio.run(main)
