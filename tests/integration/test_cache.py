@@ -150,10 +150,14 @@ def test_the_disk_tier_keeps_to_its_size_evicting_the_least_recently_used(mount_
         options = (f"alluxio.underfs.s3.endpoint={proxy.endpoint}", SMALL_BLOCKS,
                    "alluxio.user.client.cache.size=4MB")
         first = mount_factory(*options)
+        assert first.cache is not None
+        cache_dir = first.cache
         assert (first.path / "older.bin").read_bytes() == older
+        # its blocks go to the disk tier in the background: all in before the newer file's, which are then the
+        # recently used ones (under load, the last of them could land after the newer file's first)
+        wait_until(lambda: len(list(cache_dir.rglob("*.val"))) == 3, what="the older file's blocks on disk")
         assert (first.path / "newer.bin").read_bytes() == newer
         assert first.unmount() == 0
-        assert first.cache is not None
         assert sum(path.stat().st_size for path in first.cache.rglob("*.val")) <= 4 * MiB
         again = mount_factory(*options, cache_of=first)
         drop_page_cache()
