@@ -23,7 +23,7 @@ from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode, Retag
 from s3fuse.fs.listing import Entry
-from s3fuse.fs.pagecache import Feeding, PageCacheFeed
+from s3fuse.fs.pagecache import SPAN, Feeding, PageCacheFeed
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
@@ -197,7 +197,8 @@ class OpenFile:
             version = self.version()
             data = await self.cache.read_small(version, offset, length)
             if self.feed is not None and not self.config.direct_io:  # a direct reader keeps out of the page cache
-                self.feed.offer(self.feeding, self.inode.ino, version, offset, lambda: self.feedable(version))
+                span = self.cache.block_size if prefetcher.random_reader() else SPAN
+                self.feed.offer(self.feeding, self.inode.ino, version, offset, span, lambda: self.feedable(version))
             return data
         data = await self.cache.read(self.version(), offset, length)
         ahead = prefetcher.advise(offset, len(data))

@@ -3,11 +3,12 @@
 The kernel asks a random reader's pages one at a time (4 KiB each from fio or a database), and each answer from
 a Python daemon costs about 300 us, where a C daemon answering from a local file spends 25 us. A random read
 fetches a 128 KiB piece, or finds its block in memory, to answer 4 KiB: once the reply is out, the piece (or the
-MiB of the block) around it goes into the page cache, and the next reads anywhere in it never reach the daemon.
-Nothing more is fetched for it: only bytes already in memory are stored. A MiB, not the whole block: a
-sequential reader's request that arrived out of order also takes this path, and its read-ahead, finding 8 MiB
-cached, would jump past them, so that its next request too looked random (pieces fetched one by one instead of
-blocks ahead); a MiB is within the reordering a sequential reader is allowed (cache/prefetch.py).
+block) around it goes into the page cache, and the next reads anywhere in it never reach the daemon. Nothing
+more is fetched for it: only bytes already in memory are stored. The whole block only for a reader that has
+only ever jumped about (prefetch.py, `random_reader`), else the MiB of it around the read: a sequential reader's
+request that arrived out of order also takes this path, and its read-ahead, finding 8 MiB cached, would jump past
+them, so that its next request too looked random (pieces fetched one by one instead of blocks ahead); a MiB is
+within the reordering a sequential reader is allowed.
 
 A store must never put old bytes over new ones. The kernel's page cache is only written here for an open file
 that is clean (S3's version, nothing staged or written), has no handle open for writing (whose writes the
@@ -38,7 +39,7 @@ from s3fuse.cache.prefetch import REORDER_SLACK
 
 log = logging.getLogger(__name__)
 
-SPAN = REORDER_SLACK // 4  # stored at once out of a block in memory (1 MiB): a jump a sequential reader may make
+SPAN = REORDER_SLACK // 4  # stored out of a block in memory (1 MiB): a jump a sequential reader may make
 
 Store = Callable[[int, int, memoryview], None]  # pyfuse3.notify_store(inode, offset, data)
 
@@ -93,14 +94,16 @@ class PageCacheFeed:
         self.limiter = trio.CapacityLimiter(1)
         self.stored_bytes = 0
 
-    def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, still_valid: Callable[[], bool]) -> None:
-        """After a random read at `offset`: store what is in memory around it, unless its store is under way.
+    def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, span: int,
+              still_valid: Callable[[], bool]) -> None:
+        """After a random read at `offset`: store what is in memory around it (the piece, or the `span`-aligned
+        stretch of its block), unless its store is under way.
         One stored before is stored again: a read reached the daemon, so the kernel no longer has all of it
         (fadvise DONTNEED, memory pressure). `still_valid` tells, just before the store, whether the file still
         is that version, clean and without writers."""
         if self.nursery is None or feeding.holds:
             return
-        held = self.cache.held_around(version, offset, SPAN)
+        held = self.cache.held_around(version, offset, span)
         if held is None:
             return
         start, data = held

@@ -447,6 +447,23 @@ def test_a_random_read_in_a_block_in_memory_hands_over_a_mib_of_it_not_the_block
         os.close(fd)
 
 
+def test_a_reader_that_only_jumps_about_gets_whole_blocks_into_the_page_cache(
+        mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
+    data = random.Random(19).randbytes(24 * MiB)
+    s3_server.client().put_object(Bucket=bucket, Key="jumpy.bin", Body=data)
+    mounted = mount_factory("alluxio.user.client.cache.page.size=8MB")
+    assert (mounted.path / "jumpy.bin").read_bytes() == data  # its blocks, now in the daemon's memory
+    fd = random_reader(mounted.path / "jumpy.bin")
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        for offset in (20 * MiB, 2 * MiB, 14 * MiB, 8 * MiB + 100):  # the fourth jump makes it a random reader
+            assert os.pread(fd, 4096, offset) == data[offset:offset + 4096]
+        wait_until(lambda: cached_pages(fd, 8 * MiB, 8 * MiB) == 8 * MiB // mmap.PAGESIZE,
+                   what="the whole block in the page cache")
+    finally:
+        os.close(fd)
+
+
 def test_a_file_open_for_writing_gets_nothing_into_its_page_cache(mount_factory: MountFactory,
                                                                  s3_server: LocalS3, bucket: str) -> None:
     """A writer's bytes may sit in the very pages a store would fill (the writeback cache): with a writer open,

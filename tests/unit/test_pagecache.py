@@ -12,6 +12,7 @@ import trio.testing
 
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.disk import PIECE
+from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs.pagecache import SPAN, Feeding, PageCacheFeed
 
 BLOCK = 1 << 20
@@ -59,13 +60,13 @@ def test_a_random_read_stores_what_is_around_it_once_and_again_once_the_kernel_l
         span = (7, 2 * SPAN, data[2 * SPAN:3 * SPAN])  # a MiB of the block, not all of it
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 2 * SPAN + 3 * PIECE + 100, lambda: True)
-            feed.offer(feeding, 7, version, 2 * SPAN + 5000, lambda: True)  # the same MiB, its store under way
-            feed.offer(feeding, 7, version, 5 * BLOCK, lambda: True)  # nothing in memory there: nothing to store
+            feed.offer(feeding, 7, version, 2 * SPAN + 3 * PIECE + 100, SPAN, lambda: True)
+            feed.offer(feeding, 7, version, 2 * SPAN + 5000, SPAN, lambda: True)  # the same MiB, its store under way
+            feed.offer(feeding, 7, version, 5 * BLOCK, SPAN, lambda: True)  # nothing in memory there: nothing to store
         assert store.stores == [span]
         async with trio.open_nursery() as nursery:  # a read reached the daemon after the store: stored again
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 2 * SPAN, lambda: True)
+            feed.offer(feeding, 7, version, 2 * SPAN, SPAN, lambda: True)
         assert store.stores == [span, span]
         assert feed.stored_bytes == 2 * SPAN
     trio.run(main)
@@ -83,7 +84,7 @@ def test_a_piece_in_memory_without_its_block_is_stored_alone() -> None:
         feed, feeding = PageCacheFeed(cache, store), Feeding()
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 9 * PIECE + 100, lambda: True)
+            feed.offer(feeding, 7, version, 9 * PIECE + 100, SPAN, lambda: True)
         assert store.stores == [(7, 9 * PIECE, data)]
     trio.run(main)
 
@@ -99,12 +100,12 @@ def test_a_file_that_changed_before_the_store_gets_none_and_can_be_offered_again
         valid = False  # a writer joined, say
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: valid)
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: valid)
         assert store.stores == []
         valid = True
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: valid)
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: valid)
         assert store.stores == [(7, 0, data)]
     trio.run(main)
 
@@ -124,12 +125,12 @@ def test_a_change_of_the_file_waits_for_the_store_under_way_and_no_store_begins_
         async def truncate() -> None:
             async with feeding.held():
                 assert len(store.stores) == 1  # the store that had begun landed first
-                feed.offer(feeding, 7, later, 100, lambda: True)  # within the change: not stored
+                feed.offer(feeding, 7, later, 100, SPAN, lambda: True)  # within the change: not stored
                 changed.set()
 
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: True)
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
             await trio.to_thread.run_sync(store.entered.wait)  # the store is under way, in the kernel, held
             nursery.start_soon(truncate)
             await trio.testing.wait_all_tasks_blocked()
@@ -154,7 +155,7 @@ def test_a_file_that_changed_while_the_store_waited_for_its_thread_gets_none() -
         feed, feeding = PageCacheFeed(cache, store), Feeding()
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: next(answers))
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: next(answers))
         assert store.stores == [] and feed.stored_bytes == 0
     trio.run(main)
 
@@ -169,7 +170,7 @@ def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() 
         feed, feeding = PageCacheFeed(cache, store), Feeding()
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, lambda: True)
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
             await trio.to_thread.run_sync(store.entered.wait)
             await feeding.settled_for("etag")  # the store under way is of this version: no wait
             told = trio.Event()
@@ -185,3 +186,18 @@ def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() 
             await told.wait()
         assert len(store.stores) == 1
     trio.run(main)
+
+
+def test_a_random_reader_gets_the_whole_block_a_sequential_one_a_mib() -> None:
+    """A reader that only jumped about is a random one, whose block may go whole into the page cache; one that has
+    read a MiB in sequence stays a sequential one, even when its requests then come out of order."""
+    random_one, sequential_one = Prefetcher(8 << 20, 64 << 20), Prefetcher(8 << 20, 64 << 20)
+    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20):
+        random_one.advise(offset, 4096)
+    assert random_one.random_reader()
+    for offset in range(0, 2 << 20, 1 << 20):
+        sequential_one.advise(offset, 1 << 20)
+    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20, 70 << 20):
+        sequential_one.advise(offset, 1 << 20)
+    assert not sequential_one.random_reader()
+    assert not Prefetcher(8 << 20, 64 << 20).random_reader()  # no read yet
