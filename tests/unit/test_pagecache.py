@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
 import trio
@@ -23,18 +24,17 @@ class Bucket:
 
 
 class RecordingStore:
-    """Records each store; holds every store until `released` is set, when asked to."""
+    """Records each store; holds every store until `released` is set, when asked to. Made within trio.run."""
 
     def __init__(self, held: bool = False) -> None:
         self.stores: list[tuple[int, int, bytes]] = []
         self.released = trio.Event()
         if not held:
             self.released.set()
-        self.token: trio.lowlevel.TrioToken | None = None
+        self.token = trio.lowlevel.current_trio_token()
         self.entered = threading.Event()  # a store has reached the kernel, as it were
 
     def __call__(self, ino: int, offset: int, data: memoryview) -> None:  # on a worker thread
-        assert self.token is not None
         self.entered.set()
         trio.from_thread.run(self.released.wait, trio_token=self.token)
         self.stores.append((ino, offset, bytes(data)))
@@ -47,6 +47,21 @@ def held_block(data: bytes) -> tuple[BlockCache, Version]:
     return cache, version
 
 
+def recorded(cache: BlockCache, held: bool = False) -> tuple[RecordingStore, PageCacheFeed, Feeding]:
+    """A feed whose stores are recorded (within trio.run)."""
+    store = RecordingStore(held)
+    return store, PageCacheFeed(cache, store), Feeding()
+
+
+async def offered(feed: PageCacheFeed, feeding: Feeding, version: Version, *offsets: int,
+                  still_valid: Callable[[], bool] = lambda: True) -> None:
+    """Random reads at `offsets` offer what is around them; back once every store is done."""
+    async with trio.open_nursery() as nursery:
+        feed.nursery = nursery
+        for offset in offsets:
+            feed.offer(feeding, 7, version, offset, SPAN, still_valid)
+
+
 def test_a_random_read_stores_what_is_around_it_once_and_again_once_the_kernel_lost_it() -> None:
     data = os.urandom(4 * BLOCK)
     cache = BlockCache(4 * BLOCK, 8 * BLOCK, None)
@@ -54,19 +69,12 @@ def test_a_random_read_stores_what_is_around_it_once_and_again_once_the_kernel_l
     cache.adopt(version, data)  # one 4 MiB block in memory, as a read would leave it
 
     async def main() -> None:
-        store = RecordingStore()
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        store, feed, feeding = recorded(cache)
         span = (7, 2 * SPAN, data[2 * SPAN:3 * SPAN])  # a MiB of the block, not all of it
-        async with trio.open_nursery() as nursery:
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 2 * SPAN + 3 * PIECE + 100, SPAN, lambda: True)
-            feed.offer(feeding, 7, version, 2 * SPAN + 5000, SPAN, lambda: True)  # the same MiB, its store under way
-            feed.offer(feeding, 7, version, 5 * BLOCK, SPAN, lambda: True)  # nothing in memory there: nothing to store
+        # the second read is in the same MiB, its store under way; nothing is in memory around the third
+        await offered(feed, feeding, version, 2 * SPAN + 3 * PIECE + 100, 2 * SPAN + 5000, 5 * BLOCK)
         assert store.stores == [span]
-        async with trio.open_nursery() as nursery:  # a read reached the daemon after the store: stored again
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 2 * SPAN, SPAN, lambda: True)
+        await offered(feed, feeding, version, 2 * SPAN)  # a read reached the daemon after the store: stored again
         assert store.stores == [span, span]
         assert feed.stored_bytes == 2 * SPAN
     trio.run(main)
@@ -79,12 +87,8 @@ def test_a_piece_in_memory_without_its_block_is_stored_alone() -> None:
     cache._keep(version.block_key(PIECE, 9), bytearray(data), PIECE)  # as a random read's piece fetch leaves it
 
     async def main() -> None:
-        store = RecordingStore()
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
-        async with trio.open_nursery() as nursery:
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 9 * PIECE + 100, SPAN, lambda: True)
+        store, feed, feeding = recorded(cache)
+        await offered(feed, feeding, version, 9 * PIECE + 100)
         assert store.stores == [(7, 9 * PIECE, data)]
     trio.run(main)
 
@@ -94,18 +98,10 @@ def test_a_file_that_changed_before_the_store_gets_none_and_can_be_offered_again
     cache, version = held_block(data)
 
     async def main() -> None:
-        store = RecordingStore()
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
-        valid = False  # a writer joined, say
-        async with trio.open_nursery() as nursery:
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: valid)
+        store, feed, feeding = recorded(cache)
+        await offered(feed, feeding, version, 100, still_valid=lambda: False)  # a writer joined, say
         assert store.stores == []
-        valid = True
-        async with trio.open_nursery() as nursery:
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: valid)
+        await offered(feed, feeding, version, 100)
         assert store.stores == [(7, 0, data)]
     trio.run(main)
 
@@ -117,9 +113,7 @@ def test_a_change_of_the_file_waits_for_the_store_under_way_and_no_store_begins_
     cache.adopt(later, data)
 
     async def main() -> None:
-        store = RecordingStore(held=True)
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        store, feed, feeding = recorded(cache, held=True)
         changed = trio.Event()
 
         async def truncate() -> None:
@@ -150,12 +144,8 @@ def test_a_file_that_changed_while_the_store_waited_for_its_thread_gets_none() -
     answers = iter([True, False])  # the loop's check, then the thread's
 
     async def main() -> None:
-        store = RecordingStore()
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
-        async with trio.open_nursery() as nursery:
-            feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: next(answers))
+        store, feed, feeding = recorded(cache)
+        await offered(feed, feeding, version, 100, still_valid=lambda: next(answers))
         assert store.stores == [] and feed.stored_bytes == 0
     trio.run(main)
 
@@ -165,9 +155,7 @@ def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() 
     cache, version = held_block(data)
 
     async def main() -> None:
-        store = RecordingStore(held=True)
-        store.token = trio.lowlevel.current_trio_token()
-        feed, feeding = PageCacheFeed(cache, store), Feeding()
+        store, feed, feeding = recorded(cache, held=True)
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
             feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
