@@ -46,19 +46,19 @@ Store = Callable[[int, int, memoryview], None]  # pyfuse3.notify_store(inode, of
 
 @dataclass
 class Feeding:
-    """One open file's stores: which are under way, what changes of the file are waiting for them."""
+    """One open file's stores: which are under way, what changes of the file are waiting for them. A change waits
+    only for the stores that began before it, so readers that keep stores coming cannot hold it off."""
 
-    pending: set[tuple[str, int]] = field(default_factory=set)  # (ETag, offset) of the stores under way
+    pending: dict[tuple[str, int], int] = field(default_factory=dict)  # (ETag, offset) -> when it began
+    begun: int = 0  # stores begun so far
     holds: int = 0  # truncates under way: no store begins
-    idle: trio.Event = field(default_factory=trio.Event)
-
-    def __post_init__(self) -> None:
-        self.idle.set()
+    ended: trio.Event = field(default_factory=trio.Event)  # set (and replaced) whenever a store ends
 
     async def settled(self) -> None:
-        """Every store that began is done."""
-        while self.pending:
-            await self.idle.wait()
+        """Every store that had begun is done."""
+        before = self.begun
+        while any(order < before for order in self.pending.values()):
+            await self.ended.wait()
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -73,17 +73,16 @@ class Feeding:
     async def settled_for(self, etag: str) -> None:
         """No store of bytes other than version `etag`'s is under way."""
         while any(unit_etag != etag for unit_etag, _ in self.pending):
-            await self.idle.wait()
+            await self.ended.wait()
 
     def begin(self, unit: tuple[str, int]) -> None:
-        if not self.pending:
-            self.idle = trio.Event()
-        self.pending.add(unit)
+        self.pending[unit] = self.begun
+        self.begun += 1
 
     def end(self, unit: tuple[str, int]) -> None:
-        self.pending.discard(unit)
-        if not self.pending:
-            self.idle.set()
+        del self.pending[unit]
+        self.ended.set()
+        self.ended = trio.Event()
 
 
 class PageCacheFeed:

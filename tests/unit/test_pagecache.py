@@ -189,3 +189,36 @@ def test_a_random_reader_gets_the_whole_block_a_sequential_one_a_mib() -> None:
         sequential_one.advise(offset, 1 << 20)
     assert not sequential_one.random_reader()
     assert not Prefetcher(8 << 20, 64 << 20).random_reader()  # no read yet
+
+
+def test_a_change_waits_only_for_the_stores_that_began_before_it() -> None:
+    """Readers that keep stores coming cannot hold an open or a truncate off."""
+    data = os.urandom(BLOCK)
+    cache, version = held_block(data)
+    later = Version(cast(Any, Bucket()), "key", "etag2", len(data))
+    cache.adopt(later, data)
+
+    async def main() -> None:
+        store, feed, feeding = recorded(cache, held=True)
+        first = store.released
+        async with trio.open_nursery() as nursery:
+            feed.nursery = nursery
+            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
+            await trio.to_thread.run_sync(store.entered.wait)
+            settled = trio.Event()
+
+            async def change() -> None:
+                await feeding.settled()
+                settled.set()
+
+            nursery.start_soon(change)
+            await trio.testing.wait_all_tasks_blocked()
+            feed.offer(feeding, 7, later, 100, SPAN, lambda: True)  # begins after the change started waiting
+            store.released = trio.Event()  # the second store will be held in its turn
+            first.set()
+            with trio.fail_after(10):
+                await settled.wait()  # while the second store is still under way
+            assert len(store.stores) == 1 and len(feeding.pending) == 1
+            store.released.set()
+        assert len(store.stores) == 2
+    trio.run(main)
