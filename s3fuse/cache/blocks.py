@@ -123,10 +123,10 @@ class BlockCache:
             self._keep(bkey, bytearray(data), len(data))
 
     def held_around(self, version: Version, offset: int, span: int) -> tuple[int, memoryview] | None:
-        """The bytes here around `offset`: the `span`-aligned stretch of its block (`span` a multiple of PIECE),
-        else its piece; with where they start."""
+        """The bytes here around `offset`: the `span`-aligned stretch of its block, else its piece; with where
+        they start."""
         block = self.cached(version.block_key(self.block_size, offset // self.block_size))
-        if block is not None and self.pieces_tile_blocks:
+        if block is not None:
             within = offset % self.block_size // span * span
             return offset - offset % self.block_size + within, block[within:within + span]
         piece = self.cached(version.block_key(PIECE, offset // PIECE))

@@ -23,7 +23,7 @@ from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.config import Config
 from s3fuse.fs.inodes import Inode, Retag
 from s3fuse.fs.listing import Entry
-from s3fuse.fs.pagecache import SPAN, Feeding, PageCacheFeed
+from s3fuse.fs.pagecache import Feeding, PageCacheFeed
 from s3fuse.parallel import bounded_map
 from s3fuse.s3.client import S3Client
 from s3fuse.upload import recovery
@@ -197,8 +197,8 @@ class OpenFile:
             version = self.version()
             data = await self.cache.read_small(version, offset, length)
             if self.feed is not None and not self.config.direct_io:  # a direct reader keeps out of the page cache
-                span = self.cache.block_size if prefetcher.random_reader() else SPAN
-                self.feed.offer(self.feeding, self.inode.ino, version, offset, span, lambda: self.feedable(version))
+                self.feed.offer(self.feeding, self.inode.ino, version, offset, prefetcher.random_reader(),
+                                lambda: self.feedable(version))
             return data
         data = await self.cache.read(self.version(), offset, length)
         ahead = prefetcher.advise(offset, len(data))
@@ -384,6 +384,13 @@ class OpenFiles:
 
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
+
+    async def stores_settled(self, inode: Inode) -> None:
+        """The kernel is about to learn `inode`'s version: stores of another version's bytes land first, in the
+        kernel's inode for that version (pagecache.py)."""
+        file = self.files.get(inode.ino)
+        if file is not None:
+            await file.feeding.settled_for(inode.etag)
 
     def of_object(self, client: S3Client, key: str) -> list[OpenFile]:
         return [file for file in self.files.values() if file.key == key and file.client is client

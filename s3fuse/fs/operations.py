@@ -258,15 +258,8 @@ class Operations(pyfuse3.Operations):
             return self.entry(self.parent_dir(parent))
         async with self.name_held(parent, name):
             inode = await self.table.lookup(parent, decode(name))
-            await self.stores_settled(inode)
+            await self.files.stores_settled(inode)
             return self.entry(inode)
-
-    async def stores_settled(self, inode: Inode) -> None:
-        """The kernel is about to learn `inode`'s version: stores of another version's bytes land first, in the
-        kernel's inode for that version (fs/pagecache.py)."""
-        file = self.files.get(inode.ino)
-        if file is not None:
-            await file.feeding.settled_for(inode.etag)
 
     @errno_boundary
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -385,7 +378,7 @@ class Operations(pyfuse3.Operations):
             inode = self.table.listed(join(directory.path, name), handle.entries[index])
             if inode is None:  # removed since opendir (POSIX leaves it to us whether it shows)
                 continue
-            await self.stores_settled(inode)
+            await self.files.stores_settled(inode)
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self.attributes(inode),
                                          len(dots) + index + 1):
                 return
@@ -477,14 +470,13 @@ class Operations(pyfuse3.Operations):
             if self.files.get(inode) is None:
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config, writable=writable)
-            if flags & os.O_TRUNC:
-                with self.files.joining(file, writable):
+            with self.files.joining(file, writable):
+                if flags & os.O_TRUNC:
                     async with file.lock:
                         await file.truncate(0)
                     self.changed(node, mtime=NOW)
-            keep_cache = node.page_cache_etag == node.etag and not file.dirty
-            node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
-            with self.files.joining(file, writable):
+                keep_cache = node.page_cache_etag == node.etag and not file.dirty
+                node.page_cache_etag = node.etag  # an open without keep_cache (a direct one too) empties the page cache
                 await file.feeding.settled()  # no store of older bytes may land after this open (pagecache.py)
             self.table.pin(node.ino)
             handle = FileHandle(file, writable, Prefetcher(self.cache.block_size, PREFETCH_BYTES))

@@ -85,6 +85,10 @@ class Feeding:
         self.ended = trio.Event()
 
 
+def may_store(feeding: Feeding, still_valid: Callable[[], bool]) -> bool:
+    return not feeding.holds and still_valid()
+
+
 class PageCacheFeed:
     def __init__(self, cache: BlockCache, store: Store) -> None:
         self.cache = cache
@@ -93,16 +97,16 @@ class PageCacheFeed:
         self.limiter = trio.CapacityLimiter(1)
         self.stored_bytes = 0
 
-    def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, span: int,
+    def offer(self, feeding: Feeding, ino: int, version: Version, offset: int, whole_block: bool,
               still_valid: Callable[[], bool]) -> None:
-        """After a random read at `offset`: store what is in memory around it (the piece, or the `span`-aligned
-        stretch of its block), unless its store is under way.
+        """After a random read at `offset`: store what is in memory around it (the piece, or its block: whole for
+        a reader that only ever jumped about, else the MiB of it around `offset`), unless its store is under way.
         One stored before is stored again: a read reached the daemon, so the kernel no longer has all of it
         (fadvise DONTNEED, memory pressure). `still_valid` tells, just before the store, whether the file still
         is that version, clean and without writers."""
         if self.nursery is None or feeding.holds:
             return
-        held = self.cache.held_around(version, offset, span)
+        held = self.cache.held_around(version, offset, self.cache.block_size if whole_block else SPAN)
         if held is None:
             return
         start, data = held
@@ -116,7 +120,7 @@ class PageCacheFeed:
                      still_valid: Callable[[], bool]) -> None:
         try:
             async with self.limiter:
-                if feeding.holds or not still_valid():
+                if not may_store(feeding, still_valid):  # no thread for a store that cannot happen
                     return
                 if await trio.to_thread.run_sync(self._notify, feeding, ino, unit[1], data, still_valid):
                     self.stored_bytes += len(data)
@@ -127,7 +131,7 @@ class PageCacheFeed:
                 ) -> bool:
         """On the worker thread: the file is checked once more just before the store (the thread may have waited
         for the GIL while the loop went on), which then lets go of the GIL only to enter the kernel."""
-        if feeding.holds or not still_valid():
+        if not may_store(feeding, still_valid):
             return False
         try:
             self.store(ino, start, data)

@@ -13,7 +13,6 @@ import trio.testing
 
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.disk import PIECE
-from s3fuse.cache.prefetch import Prefetcher
 from s3fuse.fs.pagecache import SPAN, Feeding, PageCacheFeed
 
 BLOCK = 1 << 20
@@ -59,7 +58,7 @@ async def offered(feed: PageCacheFeed, feeding: Feeding, version: Version, *offs
     async with trio.open_nursery() as nursery:
         feed.nursery = nursery
         for offset in offsets:
-            feed.offer(feeding, 7, version, offset, SPAN, still_valid)
+            feed.offer(feeding, 7, version, offset, False, still_valid)
 
 
 def test_a_random_read_stores_what_is_around_it_once_and_again_once_the_kernel_lost_it() -> None:
@@ -119,12 +118,12 @@ def test_a_change_of_the_file_waits_for_the_store_under_way_and_no_store_begins_
         async def truncate() -> None:
             async with feeding.held():
                 assert len(store.stores) == 1  # the store that had begun landed first
-                feed.offer(feeding, 7, later, 100, SPAN, lambda: True)  # within the change: not stored
+                feed.offer(feeding, 7, later, 100, False, lambda: True)  # within the change: not stored
                 changed.set()
 
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
+            feed.offer(feeding, 7, version, 100, False, lambda: True)
             await trio.to_thread.run_sync(store.entered.wait)  # the store is under way, in the kernel, held
             nursery.start_soon(truncate)
             await trio.testing.wait_all_tasks_blocked()
@@ -158,7 +157,7 @@ def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() 
         store, feed, feeding = recorded(cache, held=True)
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
+            feed.offer(feeding, 7, version, 100, False, lambda: True)
             await trio.to_thread.run_sync(store.entered.wait)
             await feeding.settled_for("etag")  # the store under way is of this version: no wait
             told = trio.Event()
@@ -176,21 +175,6 @@ def test_telling_the_kernel_of_a_version_waits_only_for_stores_of_another_one() 
     trio.run(main)
 
 
-def test_a_random_reader_gets_the_whole_block_a_sequential_one_a_mib() -> None:
-    """A reader that only jumped about is a random one, whose block may go whole into the page cache; one that has
-    read a MiB in sequence stays a sequential one, even when its requests then come out of order."""
-    random_one, sequential_one = Prefetcher(8 << 20, 64 << 20), Prefetcher(8 << 20, 64 << 20)
-    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20):
-        random_one.advise(offset, 4096)
-    assert random_one.random_reader()
-    for offset in range(0, 2 << 20, 1 << 20):
-        sequential_one.advise(offset, 1 << 20)
-    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20, 70 << 20):
-        sequential_one.advise(offset, 1 << 20)
-    assert not sequential_one.random_reader()
-    assert not Prefetcher(8 << 20, 64 << 20).random_reader()  # no read yet
-
-
 def test_a_change_waits_only_for_the_stores_that_began_before_it() -> None:
     """Readers that keep stores coming cannot hold an open or a truncate off."""
     data = os.urandom(BLOCK)
@@ -203,7 +187,7 @@ def test_a_change_waits_only_for_the_stores_that_began_before_it() -> None:
         first = store.released
         async with trio.open_nursery() as nursery:
             feed.nursery = nursery
-            feed.offer(feeding, 7, version, 100, SPAN, lambda: True)
+            feed.offer(feeding, 7, version, 100, False, lambda: True)
             await trio.to_thread.run_sync(store.entered.wait)
             settled = trio.Event()
 
@@ -213,7 +197,7 @@ def test_a_change_waits_only_for_the_stores_that_began_before_it() -> None:
 
             nursery.start_soon(change)
             await trio.testing.wait_all_tasks_blocked()
-            feed.offer(feeding, 7, later, 100, SPAN, lambda: True)  # begins after the change started waiting
+            feed.offer(feeding, 7, later, 100, False, lambda: True)  # begins after the change started waiting
             store.released = trio.Event()  # the second store will be held in its turn
             first.set()
             with trio.fail_after(10):

@@ -46,3 +46,19 @@ def test_blocks_only_for_readers_in_sequence() -> None:
         reader.advise(offset, 128 * 1024)
         offset += 128 * 1024
     assert offset - 100 * MiB == MiB  # after 1 MiB read in sequence
+
+
+def test_a_random_reader_gets_the_whole_block_a_sequential_one_a_mib() -> None:
+    """A reader that only jumped about is a random one, whose block may go whole into the page cache; one that has
+    read a MiB in sequence stays a sequential one, even when its requests then come out of order."""
+    random_one, sequential_one = Prefetcher(8 << 20, 64 << 20), Prefetcher(8 << 20, 64 << 20)
+    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20):
+        random_one.advise(offset, 4096)
+    assert random_one.random_reader()
+    for offset in range(0, 2 << 20, 1 << 20):
+        sequential_one.advise(offset, 1 << 20)
+    for offset in (500 << 20, 3 << 20, 900 << 20, 40 << 20, 70 << 20):
+        sequential_one.advise(offset, 1 << 20)
+    assert not sequential_one.random_reader()
+    assert not Prefetcher(8 << 20, 64 << 20).random_reader()  # no read yet
+
