@@ -69,6 +69,20 @@ def expected(offset: int, length: int) -> bytes:
     return bytes(out)
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time spent by the whole machine so far (every process and the kernel, not idle, I/O wait or steal),
+    from /proc/stat: the server, the proxy, the client or the mount and the reader share the same cores, so what
+    a GiB costs all of them together decides how fast any of them can go."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_gib(busy_seconds: float, nbytes: int) -> float:
+    return busy_seconds * (1 << 30) / max(1, nbytes)
+
+
 def emit(record: dict[str, Any]) -> None:
     """One JSON line on stdout: how a child process hands a measurement to the harness."""
     print(json.dumps(record), flush=True)

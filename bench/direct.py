@@ -23,6 +23,8 @@ from common import (
     TREE_PREFIX,
     MiB,
     Sizes,
+    busy_cpu_seconds,
+    cpu_per_gib,
     mib_chunk,
 )
 
@@ -185,9 +187,11 @@ async def ranged_whole(client: Client, sizes: Sizes) -> Result:
     """The whole object as 8 MiB ranges, 8 in flight: what a perfect prefetcher with 8 MiB blocks would do."""
     size = sizes.big_mib * MiB
     offsets = range(0, size, 8 * MiB)
+    busy = busy_cpu_seconds()
     start = time.perf_counter()
     total = sum(await bounded((lambda o=o: get_range(client, o, min(8 * MiB, size - o)) for o in offsets), 8))
-    return total / 1e6 / (time.perf_counter() - start), "MB/s", {}
+    elapsed = time.perf_counter() - start
+    return total / 1e6 / elapsed, "MB/s", {"cpu_s_per_gib": cpu_per_gib(busy_cpu_seconds() - busy, total)}
 
 
 async def rand4k(client: Client, sizes: Sizes) -> Result:

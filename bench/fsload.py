@@ -28,6 +28,8 @@ from common import (
     TREE_PREFIX,
     MiB,
     Sizes,
+    busy_cpu_seconds,
+    cpu_per_gib,
     emit,
     expected,
     mib_chunk,
@@ -43,10 +45,11 @@ def drop_caches() -> None:
         handle.write("3\n")
 
 
-def read_through(path: str) -> tuple[int, float]:
-    """Bytes read front to back in 1 MiB reads, and the seconds it took."""
+def read_through(path: str) -> tuple[int, float, float]:
+    """Bytes read front to back in 1 MiB reads, the seconds it took, and the machine's CPU seconds per GiB."""
     buffer = bytearray(MiB)
     total = 0
+    busy = busy_cpu_seconds()
     start = time.perf_counter()
     with open(path, "rb", buffering=0) as handle:
         while True:
@@ -54,13 +57,14 @@ def read_through(path: str) -> tuple[int, float]:
             if not got:
                 break
             total += got
-    return total, time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    return total, elapsed, cpu_per_gib(busy_cpu_seconds() - busy, total)
 
 
 def seqread(root: str) -> None:
     """Read the big object front to back in 1 MiB reads; spot-check content at a few offsets afterwards."""
     path = os.path.join(root, BIG_KEY)
-    total, elapsed = read_through(path)
+    total, elapsed, cpu = read_through(path)
     size = SIZES.big_mib * MiB
     if total != size:
         emit({"error": f"read {total} bytes, expected {size}"})
@@ -72,13 +76,13 @@ def seqread(root: str) -> None:
             if os.pread(handle.fileno(), 4096, offset) != expected(offset, 4096):
                 emit({"error": f"wrong bytes at offset {offset}"})
                 return
-    emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed})
+    emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed, "cpu_s_per_gib": cpu})
 
 
 def memread(root: str) -> None:
     """The yardstick: the one file of bench/memfs.py, read like seqread reads the big object."""
-    total, elapsed = read_through(os.path.join(root, "big"))
-    emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed})
+    total, elapsed, cpu = read_through(os.path.join(root, "big"))
+    emit({"value": total / 1e6 / elapsed, "unit": "MB/s", "seconds": elapsed, "cpu_s_per_gib": cpu})
 
 
 def randread(root: str) -> None:

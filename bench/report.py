@@ -5,6 +5,7 @@ PNG bar chart, all under bench/results/ (gitignored): latest.txt, latest.json, l
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
     if cold and best:
         lines.append(f"- target cold read >= 0.9 x the direct client's best parallel ranged GETs ({best:.0f} MB/s): "
                      f"{cold / best:.2f} x")
+    lines += cpu_budget(rows)
     warm, memfs = figure("seq_warm", "s3fuse"), figure("lim_memfs", "direct")
     if warm and memfs:
         disk = figure("lim_disk", "direct")
@@ -81,6 +83,28 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[str]:
     if rss:
         lines.append(f"- target RSS < 512 MiB while reading: peak {rss:.0f} MiB")
     return lines
+
+
+def cpu_budget(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Why the cold ratio is what it is when the server shares the cores: the whole machine's CPU seconds per GiB
+    of the direct client's ranged read, of s3fuse's cold read, and of memfs (FUSE's own cost of moving a GiB from
+    a daemon to a reader). With every core busy, speed goes as the inverse of CPU per GiB, so a layer that fetched
+    like the direct client and did nothing but pass the bytes through FUSE would reach about D / (D + M)."""
+    def cpu(key: str, side: str) -> float | None:
+        row = rows.get(key)
+        if row is None or row[f"{side}_error"]:
+            return None
+        value = row["extra"].get("direct_cpu_s_per_gib" if side == "direct" else "cpu_s_per_gib")
+        return float(value) if value else None
+
+    ranges, cold, memfs = cpu("lim_ranges", "direct"), cpu("seq_cold", "s3fuse"), cpu("lim_memfs", "direct")
+    if not (ranges and cold and memfs):
+        return []
+    busy = cold * rows["seq_cold"]["s3fuse"] * 1e6 / (1 << 30) / max(1, os.cpu_count() or 1)
+    return [f"  CPU seconds per GiB, whole machine (/proc/stat: server, proxy, client or mount, reader): direct "
+            f"ranges {ranges:.2f}, s3fuse cold {cold:.2f} ({busy:.0%} of the cores busy), memfs {memfs:.2f}; so a "
+            f"layer that fetched like the direct client, cached nothing and only added memfs's FUSE transfer would "
+            f"reach about {ranges / (ranges + memfs):.2f} x"]
 
 
 def tables(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
