@@ -116,8 +116,8 @@ class BlockCache:
 
     def adopt(self, version: Version, data: bytes) -> None:
         """`data`, the whole of `version` (at most one block), kept in the memory tier as if it had been fetched
-        (not on disk: the next reads are what it is for): our own upload's bytes, which S3 checked against their
-        Content-MD5."""
+        (not on disk: the next reads are what it is for): our own upload's bytes, which S3 checked against the hash
+        the PUT carried."""
         bkey = version.block_key(self.block_size, 0)
         if len(data) == version.size <= self.block_size and not self.present(bkey):
             self._keep(bkey, bytearray(data), len(data))
