@@ -181,6 +181,8 @@ def signed_put_headers(url: str, auth_path: str | None, signer: Any, headers: Ma
     (MD5 ran at 690 MB/s here, a third of a 1 GiB close()'s CPU). Otherwise (https, where botocore then leaves the
     payload unsigned, as for botocore's own PutObject; SigV2; anonymous) Content-MD5 is the check."""
     sized = {**headers, "Content-Length": str(len(body))}
+    if isinstance(body, ranged.FilePart):
+        body.seek(0)  # botocore hashes from where the body stands: after an attempt's send, at its end
     if url.startswith("http://"):
         signed = signed_headers("PUT", url, auth_path, signer, sized, body)
         if PAYLOAD_HASH.fullmatch(header(signed, "X-Amz-Content-SHA256")):

@@ -57,6 +57,7 @@ def test_a_file_part_is_hashed_as_its_range(tmp_path: Path) -> None:
     path.write_bytes(content)
     part = FilePart(str(path), 1000, 500_000)
     try:
+        part.read()  # where an attempt's send leaves it: the next attempt still hashes the whole part
         over_http = signed_put_headers("http://127.0.0.1:9000/bucket/key", None, sigv4(), HEADERS, part)
         over_https = signed_put_headers("https://s3.amazonaws.com/bucket/key", None, sigv4(), HEADERS, part)
     finally:
