@@ -385,6 +385,12 @@ class OpenFiles:
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
 
+    def answers_for(self, ino: int) -> bool:
+        """Whether the inode's open file, not S3, says what the file is: it holds bytes S3 does not have, or its
+        name is gone (unlinked or renamed over) and its handles read on."""
+        file = self.files.get(ino)
+        return file is not None and (file.dirty or file.unlinked or file.inode.detached)
+
     async def stores_settled(self, inode: Inode) -> None:
         """The kernel is about to learn `inode`'s version: stores of another version's bytes land first, in the
         kernel's inode for that version (pagecache.py)."""
@@ -398,15 +404,24 @@ class OpenFiles:
 
     def open(self, inode: Inode, key: str, client: S3Client, config: Config, new: bool = False,
              writable: bool = False) -> OpenFile:
-        """Join the inode's OpenFile, or start one on the given mount's client and settings."""
+        """Join the inode's OpenFile, or start one on the given mount's client and settings. When another writer
+        replaced the object since the OpenFile began (and it holds nothing of its own to upload), the open gets the
+        new version: in an OpenFile of its own while the old one has only readers, which read on in their version
+        (its cached bytes, then ESTALE), never in the new one; else the OpenFile moves to it, its local copy
+        dropped."""
         file = self.files.get(inode.ino)
+        if file is not None and not file.dirty and file.base_etag != inode.etag:
+            if file.writers:
+                file.drop_stage()
+                file.base_etag, file.size = inode.etag, inode.size
+            else:
+                del self.files[inode.ino]  # its handles keep it; their close finds it no longer here
+                file = None
         if file is None:
             file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
                             base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new,
                             uploaded=self.uploaded, feed=self.feed)
             self.files[inode.ino] = file
-        elif file.clean and file.base_etag and inode.etag != file.base_etag:  # replaced by another writer
-            file.base_etag, file.size = inode.etag, inode.size
         file.handles += 1
         file.writers += writable
         return file

@@ -68,6 +68,12 @@ class Inode:
         self.kernel_generation = self.generation
 
     @property
+    def unsaved(self) -> bool:
+        """S3 lacks the bytes this mount holds for the file: new and not uploaded yet, or being written (its
+        attributes held as ours until `settled`). While it is open, its name stays whatever S3 says."""
+        return not self.is_dir and (not self.etag or self.expires == float("inf"))
+
+    @property
     def detached(self) -> bool:
         """Its name is gone (unlinked, or renamed over): only the kernel and open handles still hold it."""
         return self.path.startswith(DETACHED)
@@ -341,7 +347,7 @@ class InodeTable:
             entries[name] = Entry(name, True)
         for ino in self.pinned:
             pending = self.by_ino.get(ino)
-            if pending is not None and parent_of(pending.path) == path and pending.path:
+            if pending is not None and pending.unsaved and parent_of(pending.path) == path and pending.path:
                 name = pending.path.rpartition("/")[2]
                 entries.setdefault(name, Entry(name, pending.is_dir, pending.size, pending.etag))
         for entry in entries.values():
@@ -413,7 +419,7 @@ class InodeTable:
         if head[0] is not None:
             return self.remember(path, head[0], False)
         pending = self.known(path)
-        if pending is not None and self.pinned.get(pending.ino):  # open here: a new file is not in S3 before close
+        if pending is not None and pending.unsaved and self.pinned.get(pending.ino):  # written here, not yet in S3
             pending.expires = self.now() + self.ttl
             return pending
         self.forget_path(path)

@@ -266,7 +266,7 @@ class Operations(pyfuse3.Operations):
         node = held = self.table.get(inode)
         # a HEAD of a key a directory rename has deleted but not yet moved in the table would say ENOENT
         async with self.names.changing_names(lambda: (held.path,)):
-            if self.files.get(inode) is None:
+            if not self.files.answers_for(inode):
                 node = await self.table.as_the_kernel_knows(node)
             return self.attributes(node)
 
@@ -467,7 +467,7 @@ class Operations(pyfuse3.Operations):
             # open's close uploads it, as a writer's does (the kernel sends no write through it)
             writable = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC))
             mount = self.changing(node.path) if writable else self.mount_of(node.path)
-            if self.files.get(inode) is None:
+            if not self.files.answers_for(inode):
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config, writable=writable)
             with self.files.joining(file, writable):

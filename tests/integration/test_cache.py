@@ -3,6 +3,7 @@ ahead. Requests are counted at a recording proxy between the mount and the serve
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -322,6 +323,77 @@ def test_an_open_after_another_request_learnt_a_new_version_reads_it_whole(mount
     _, path = replaced_after_its_lookup(mount_factory, s3_server, bucket)
     assert os.getxattr(path, "user.s3.etag").decode() != ""  # a HEAD: the mount learns the new version
     assert path.read_bytes() == b"new, and longer\n"  # not its first 4 bytes: the kernel is made to look anew
+
+
+@pytest.mark.parametrize("change", ["truncate", "rewrite"])
+def test_a_file_held_open_does_not_answer_for_the_version_another_writer_put(mount_factory: MountFactory,
+                                                                             change: str) -> None:
+    """A file this mount changed keeps its local copy while a reader holds it; after another writer replaced the
+    object, a new open reads the new version whole, not the old bytes padded to the new size with zeros."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    path = mounted.path / "held.bin"
+    old = random.Random(21).randbytes(50_000)
+    path.write_bytes(old)
+    holder = os.open(path, os.O_RDONLY)
+    try:
+        if change == "truncate":
+            os.truncate(path, 40_000)  # uploaded at once, the local copy kept
+        else:
+            with open(path, "r+b") as writer:
+                writer.write(b"x" * 10)
+        new = random.Random(22).randbytes(300_000)
+        mounted.client().put_object(Bucket=mounted.bucket, Key="held.bin", Body=new)
+        time.sleep(1.5)  # past the metadata TTL
+        with open(path, "rb") as reader:
+            assert os.fstat(reader.fileno()).st_size == len(new)
+            assert reader.read() == new
+    finally:
+        with contextlib.suppress(OSError):  # the old version's handle: EIO once the kernel dropped its inode
+            os.close(holder)
+    assert path.read_bytes() == new
+
+
+def test_a_handle_on_the_old_version_never_reads_the_new_one(mount_factory: MountFactory, s3_server: LocalS3,
+                                                             bucket: str) -> None:
+    """An open that comes after the mount learnt of another writer's version gets that version on an inode of
+    its own; the handle opened before reads the old bytes or fails, never the new ones."""
+    old, new = random.Random(23).randbytes(3 * MiB), random.Random(24).randbytes(3 * MiB)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="twice.bin", Body=old)
+    mounted = mount_factory(SMALL_BLOCKS)  # metadata kept for a minute: the kernel keeps its entry
+    path = mounted.path / "twice.bin"
+    first = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(first, 4096, 0) == old[:4096]
+        client.put_object(Bucket=bucket, Key="twice.bin", Body=new)  # same size, another ETag
+        assert os.getxattr(path, "user.s3.etag").decode() != ""  # a HEAD: the mount learns the new version
+        with open(path, "rb", buffering=0) as second:
+            assert second.readall() == new
+        try:
+            late = os.pread(first, 4096, 2 * MiB)  # not read before: it reaches the mount now
+        except OSError as exc:
+            assert exc.errno in (errno.ESTALE, errno.EIO)
+        else:
+            assert late == old[2 * MiB:2 * MiB + 4096]
+    finally:
+        with contextlib.suppress(OSError):  # EIO once the kernel dropped the old version's inode
+            os.close(first)
+
+
+def test_an_object_deleted_while_open_for_reading_is_gone_from_its_name_after_the_ttl(
+        mount_factory: MountFactory, s3_server: LocalS3, bucket: str) -> None:
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="going.txt", Body=b"here for now\n")
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    path = mounted.path / "going.txt"
+    with open(path, "rb") as reader:
+        assert reader.read() == b"here for now\n"
+        client.delete_object(Bucket=bucket, Key="going.txt")
+        time.sleep(1.5)  # past the metadata TTL
+        assert not path.exists()
+        assert "going.txt" not in os.listdir(mounted.path)
+        with pytest.raises(FileNotFoundError):
+            path.open("rb")
 
 
 def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_factory: MountFactory,
