@@ -266,7 +266,9 @@ class Operations(pyfuse3.Operations):
         node = held = self.table.get(inode)
         # a HEAD of a key a directory rename has deleted but not yet moved in the table would say ENOENT
         async with self.names.changing_names(lambda: (held.path,)):
-            if not self.files.answers_for(inode):
+            # an open file's attributes are the table's (its version, or its writes): fstat and the kernel's checks
+            # before a read need no S3, also while S3 cannot be reached; its name is looked up anew after the TTL
+            if self.files.get(inode) is None:
                 node = await self.table.as_the_kernel_knows(node)
             return self.attributes(node)
 

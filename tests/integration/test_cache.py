@@ -396,6 +396,23 @@ def test_an_object_deleted_while_open_for_reading_is_gone_from_its_name_after_th
             path.open("rb")
 
 
+def test_a_file_held_open_reads_and_stats_its_cached_bytes_while_s3_is_down(mount_factory: MountFactory) -> None:
+    """The kernel asks for the attributes of an open file before reading it once they are a TTL old: the open
+    file's are answered from the mount, so the bytes it already has stay readable without S3."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec", "alluxio.underfs.s3.max.error.retry=1",
+                            via_proxy=True)
+    assert mounted.proxy is not None
+    data = random.Random(25).randbytes(2 * MiB)
+    mounted.client().put_object(Bucket=mounted.bucket, Key="kept.bin", Body=data)
+    with open(mounted.path / "kept.bin", "rb", buffering=0) as reader:
+        assert reader.readall() == data
+        mounted.proxy.fault = lambda request: (503, b"<Error><Code>ServiceUnavailable</Code></Error>")
+        time.sleep(1.5)  # past the metadata TTL
+        assert os.fstat(reader.fileno()).st_size == len(data)
+        assert os.pread(reader.fileno(), 4096, MiB) == data[MiB:MiB + 4096]
+        mounted.proxy.fault = None
+
+
 def test_random_reads_use_cached_blocks_and_keep_the_pieces_they_fetch(mount_factory: MountFactory,
                                                                       s3_server: LocalS3, bucket: str) -> None:
     data = random.Random(12).randbytes(6 * MiB)
