@@ -138,6 +138,17 @@ class OpenFile:
         return self.clean and not self.writers and not self.unlinked and self.size == version.size == inode.size \
             and self.base_etag == version.etag == inode.etag == inode.page_cache_etag
 
+    async def follow(self, inode: Inode) -> None:
+        """Move to the inode's version if another writer replaced the object and nothing here is unsaved (an open
+        file with writers is not left behind, see OpenFiles.open). Under the lock: no write runs on the staged copy
+        this drops, and no download of the old version's blocks goes on into it."""
+        if self.dirty or self.base_etag == inode.etag:  # (an upload under way holds the lock: no wait for it)
+            return
+        async with self.lock:
+            if not self.dirty and self.base_etag != inode.etag:
+                self.drop_stage()
+                self.base_etag, self.size = inode.etag, inode.size
+
     def version(self) -> Version:
         """The S3 version this file's clean bytes come from."""
         return Version(self.client, self.key, self.base_etag, self.size)
@@ -381,6 +392,7 @@ class OpenFiles:
     files: dict[int, OpenFile] = field(default_factory=dict)
     uploaded: Callable[[OpenFile, str], None] | None = None  # given to each OpenFile
     feed: PageCacheFeed | None = None  # given to each OpenFile
+    left_behind: list[OpenFile] = field(default_factory=list)  # on an old version, until their last close
 
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
@@ -394,9 +406,9 @@ class OpenFiles:
     async def stores_settled(self, inode: Inode) -> None:
         """The kernel is about to learn `inode`'s version: stores of another version's bytes land first, in the
         kernel's inode for that version (pagecache.py)."""
-        file = self.files.get(inode.ino)
-        if file is not None:
-            await file.feeding.settled_for(inode.etag)
+        for file in [self.files.get(inode.ino), *self.left_behind]:
+            if file is not None and file.inode is inode:
+                await file.feeding.settled_for(inode.etag)
 
     def of_object(self, client: S3Client, key: str) -> list[OpenFile]:
         return [file for file in self.files.values() if file.key == key and file.client is client
@@ -407,16 +419,13 @@ class OpenFiles:
         """Join the inode's OpenFile, or start one on the given mount's client and settings. When another writer
         replaced the object since the OpenFile began (and it holds nothing of its own to upload), the open gets the
         new version: in an OpenFile of its own while the old one has only readers, which read on in their version
-        (its cached bytes, then ESTALE), never in the new one; else the OpenFile moves to it, its local copy
-        dropped."""
+        (its cached bytes, then ESTALE), never in the new one; with writers (which unlink and rename must find
+        here) the opener moves it to the new version (`OpenFile.follow`)."""
         file = self.files.get(inode.ino)
-        if file is not None and not file.dirty and file.base_etag != inode.etag:
-            if file.writers:
-                file.drop_stage()
-                file.base_etag, file.size = inode.etag, inode.size
-            else:
-                del self.files[inode.ino]  # its handles keep it; their close finds it no longer here
-                file = None
+        if file is not None and not file.dirty and not file.writers and file.base_etag != inode.etag:
+            del self.files[inode.ino]  # its handles keep it; their close finds it no longer here
+            self.left_behind.append(file)
+            file = None
         if file is None:
             file = OpenFile(inode, key, client, self.cache, config, self.staging, self.nursery,
                             base_etag="" if new else inode.etag, size=0 if new else inode.size, dirty=new,
@@ -481,4 +490,6 @@ class OpenFiles:
                 return
             if self.files.get(file.inode.ino) is file:
                 del self.files[file.inode.ino]
+            elif file in self.left_behind:
+                self.left_behind.remove(file)
             await file.discard()

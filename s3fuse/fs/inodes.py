@@ -422,7 +422,7 @@ class InodeTable:
         if pending is not None and pending.unsaved and self.pinned.get(pending.ino):  # written here, not yet in S3
             pending.expires = self.now() + self.ttl
             return pending
-        self.forget_path(path)
+        self.removed(path)
         self.negative[path] = self.now() + self.ttl
         raise OSError(errno.ENOENT, path)
 
@@ -444,8 +444,9 @@ class InodeTable:
         info = await self.client(inode.path).head(self.key(inode.path))
         still_named(inode)  # (not renamed over or removed while the HEAD was on its way)
         if info is None:
-            self.forget_path(inode.path)
-            raise OSError(errno.ENOENT, inode.path)
+            path = inode.path
+            self.removed(path)  # its inode detached: a file made under the name later is another one
+            raise OSError(errno.ENOENT, path)
         inode = self.remember(inode.path, info, False)
         self.saved(inode)  # another writer's version: the listing must not bring the old one back after a forget
         return inode
@@ -455,7 +456,12 @@ class InodeTable:
         given. A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
         request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
         again, which gives it the new version."""
-        inode = await self.refresh(inode)
+        try:
+            inode = await self.refresh(inode)
+        except OSError as exc:  # gone from S3: the kernel's name is stale (an O_CREAT open then creates the file)
+            if exc.errno == errno.ENOENT:
+                raise OSError(errno.ESTALE, f"{exc.filename} is gone from S3") from exc
+            raise
         if inode.generation != inode.kernel_generation:
             raise OSError(errno.ESTALE, f"{inode.path} was replaced since the kernel looked it up")
         return inode
@@ -463,7 +469,10 @@ class InodeTable:
     # -- our own changes -------------------------------------------------------------------------------------
 
     def created(self, path: str, is_dir: bool) -> Inode:
-        """A file or directory we just made: known at once, in its parent's listing too."""
+        """A file or directory we just made: known at once, in its parent's listing too. An inode still known
+        under the name is of an object gone from S3 (held by the kernel or a handle): the new one is another."""
+        if self.known(path) is not None:
+            self.removed(path)
         inode = self.remember(path, None, is_dir)
         inode.size, inode.etag, inode.mtime_ns = 0, "", time.time_ns()
         self.added(path, Entry(path.rpartition("/")[2], is_dir, mtime=datetime.now().astimezone()))

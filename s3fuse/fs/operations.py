@@ -19,7 +19,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
-import trio
 
 from s3fuse.cache.blocks import BlockCache, Version
 from s3fuse.cache.prefetch import Prefetcher
@@ -473,6 +472,7 @@ class Operations(pyfuse3.Operations):
                 node = await self.table.as_the_kernel_knows(node)
             file = self.files.open(node, self.table.key(node.path), mount.client, mount.config, writable=writable)
             with self.files.joining(file, writable):
+                await file.follow(node)
                 if flags & os.O_TRUNC:
                     async with file.lock:
                         await file.truncate(0)
@@ -568,8 +568,9 @@ class Operations(pyfuse3.Operations):
         parent = self.table.known(parent_of(node.path))
         if parent is not None:
             name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")
-            with contextlib.suppress(OSError):  # the kernel may have dropped the name already
-                await trio.to_thread.run_sync(pyfuse3.invalidate_entry, parent.ino, name)
+            # queued, not awaited: the kernel may need this read answered (it holds its pages locked) before it
+            # can drop the name, and an open of the name may hold the directory while it waits for a lookup
+            pyfuse3.invalidate_entry_async(parent.ino, name, ignore_enoent=True)
 
     @errno_boundary
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -325,16 +325,19 @@ def test_an_open_after_another_request_learnt_a_new_version_reads_it_whole(mount
     assert path.read_bytes() == b"new, and longer\n"  # not its first 4 bytes: the kernel is made to look anew
 
 
-@pytest.mark.parametrize("change", ["truncate", "rewrite"])
+# (a truncate(path) while a writer holds the file waits for that writer's close: it is the newer change then)
+@pytest.mark.parametrize(("change", "holder_flags"), [("truncate", os.O_RDONLY), ("rewrite", os.O_RDONLY),
+                                                      ("rewrite", os.O_RDWR)],
+                         ids=["truncate-reader", "rewrite-reader", "rewrite-writer"])
 def test_a_file_held_open_does_not_answer_for_the_version_another_writer_put(mount_factory: MountFactory,
-                                                                             change: str) -> None:
-    """A file this mount changed keeps its local copy while a reader holds it; after another writer replaced the
+                                                                             change: str, holder_flags: int) -> None:
+    """A file this mount changed keeps its local copy while a handle holds it; after another writer replaced the
     object, a new open reads the new version whole, not the old bytes padded to the new size with zeros."""
     mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
     path = mounted.path / "held.bin"
     old = random.Random(21).randbytes(50_000)
     path.write_bytes(old)
-    holder = os.open(path, os.O_RDONLY)
+    holder = os.open(path, holder_flags)
     try:
         if change == "truncate":
             os.truncate(path, 40_000)  # uploaded at once, the local copy kept
@@ -394,6 +397,47 @@ def test_an_object_deleted_while_open_for_reading_is_gone_from_its_name_after_th
         assert "going.txt" not in os.listdir(mounted.path)
         with pytest.raises(FileNotFoundError):
             path.open("rb")
+
+
+def test_a_name_another_client_deleted_under_a_reader_is_created_anew(mount_factory: MountFactory) -> None:
+    """The reader keeps the old file; a file created under the name is another one, of its own size: the kernel
+    once kept the old inode's size for it and wrote back whole pages, so S3 got the new bytes padded with zeros."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    client = mounted.client()
+    client.put_object(Bucket=mounted.bucket, Key="again.bin", Body=b"A" * (6 * MiB))
+    path = mounted.path / "again.bin"
+    reader = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(reader, 4096, 0) == b"A" * 4096
+        client.delete_object(Bucket=mounted.bucket, Key="again.bin")
+        time.sleep(1.5)  # past the metadata TTL
+        new = random.Random(26).randbytes(956_216)  # not a whole number of pages
+        with open(path, "wb", buffering=0) as writer:
+            assert writer.write(new) == len(new)
+            assert os.fstat(writer.fileno()).st_size == len(new)
+        assert client.get_object(Bucket=mounted.bucket, Key="again.bin")["Body"].read() == new
+        assert path.stat().st_size == len(new)
+        assert path.read_bytes() == new
+        assert os.fstat(reader).st_ino != path.stat().st_ino
+    finally:
+        os.close(reader)
+
+
+def test_an_exclusive_create_is_not_refused_for_a_name_the_kernel_still_holds(mount_factory: MountFactory) -> None:
+    """The kernel's entry for the name outlives the object (another client deleted it); once the mount knows,
+    an O_CREAT open is made to look the name up again and creates the file, instead of answering ENOENT."""
+    mounted = mount_factory()  # metadata (and the kernel's entries) kept for a minute
+    client = mounted.client()
+    client.put_object(Bucket=mounted.bucket, Key="made.txt", Body=b"old\n")
+    path = mounted.path / "made.txt"
+    assert path.stat().st_size == 4  # the kernel holds the entry
+    client.delete_object(Bucket=mounted.bucket, Key="made.txt")
+    with pytest.raises(FileNotFoundError):
+        os.getxattr(path, "user.s3.etag")  # a HEAD: the mount learns the object is gone
+    with open(path, "wb") as writer:  # O_WRONLY | O_CREAT | O_TRUNC
+        writer.write(b"made again\n")
+    assert client.get_object(Bucket=mounted.bucket, Key="made.txt")["Body"].read() == b"made again\n"
+    assert path.read_bytes() == b"made again\n"
 
 
 def test_a_file_held_open_reads_and_stats_its_cached_bytes_while_s3_is_down(mount_factory: MountFactory) -> None:
