@@ -422,7 +422,10 @@ class InodeTable:
         if pending is not None and pending.unsaved and self.pinned.get(pending.ino):  # written here, not yet in S3
             pending.expires = self.now() + self.ttl
             return pending
-        self.removed(path)
+        if pending is not None and not pending.is_dir:
+            self.removed(path)  # its inode detached: a file made under the name later is another one
+        else:
+            self.forget_path(path)
         self.negative[path] = self.now() + self.ttl
         raise OSError(errno.ENOENT, path)
 
@@ -456,11 +459,12 @@ class InodeTable:
         given. A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
         request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
         again, which gives it the new version."""
+        path = inode.path
         try:
             inode = await self.refresh(inode)
         except OSError as exc:  # gone from S3: the kernel's name is stale (an O_CREAT open then creates the file)
             if exc.errno == errno.ENOENT:
-                raise OSError(errno.ESTALE, f"{exc.filename} is gone from S3") from exc
+                raise OSError(errno.ESTALE, f"{path} is gone from S3") from exc
             raise
         if inode.generation != inode.kernel_generation:
             raise OSError(errno.ESTALE, f"{inode.path} was replaced since the kernel looked it up")
@@ -470,8 +474,9 @@ class InodeTable:
 
     def created(self, path: str, is_dir: bool) -> Inode:
         """A file or directory we just made: known at once, in its parent's listing too. An inode still known
-        under the name is of an object gone from S3 (held by the kernel or a handle): the new one is another."""
-        if self.known(path) is not None:
+        under the name is of an object gone from S3 (held by the kernel or a handle): the new file is another."""
+        gone = self.known(path)
+        if gone is not None and not gone.is_dir:
             self.removed(path)
         inode = self.remember(path, None, is_dir)
         inode.size, inode.etag, inode.mtime_ns = 0, "", time.time_ns()
