@@ -155,12 +155,6 @@ def hosts_bucket(parts: urllib.parse.SplitResult, bucket: str) -> bool:
     return (parts.hostname or "").startswith(f"{bucket}.")
 
 
-def header(headers: Mapping[str, str], name: str) -> str:
-    """A header's value whatever the case of its name ("" when absent)."""
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), "")
-
-
 def signed_headers(method: str, url: str, auth_path: str | None, signer: Any, headers: Mapping[str, str],
                    body: ranged.Body = b"") -> dict[str, str]:
     """`headers` with botocore's signature for the request (none for anonymous access), as botocore signs its
@@ -185,7 +179,7 @@ def signed_put_headers(url: str, auth_path: str | None, signer: Any, headers: Ma
         body.seek(0)  # botocore hashes from where the body stands: after an attempt's send, at its end
     if url.startswith("http://"):
         signed = signed_headers("PUT", url, auth_path, signer, sized, body)
-        if PAYLOAD_HASH.fullmatch(header(signed, "X-Amz-Content-SHA256")):
+        if PAYLOAD_HASH.fullmatch(signed.get("X-Amz-Content-SHA256", "")):  # (botocore's spelling)
             return signed
     md5 = body.md5() if isinstance(body, ranged.FilePart) else hashlib.md5(body).digest()
     return signed_headers("PUT", url, auth_path, signer, {**sized, "Content-MD5": base64.b64encode(md5).decode()},

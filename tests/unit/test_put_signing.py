@@ -12,7 +12,7 @@ import botocore.auth
 import botocore.credentials
 import pytest
 
-from s3fuse.s3.client import header, signed_put_headers
+from s3fuse.s3.client import signed_put_headers
 from s3fuse.s3.ranged import FilePart
 
 CREDENTIALS = botocore.credentials.Credentials("AKIDEXAMPLE", "SECRETEXAMPLE")
@@ -26,6 +26,11 @@ def sigv4() -> Any:
 
 def md5_of(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def header(headers: dict[str, str], name: str) -> str:
+    """A header's value whatever the case of its name ("" when absent): an absence must not pass by a spelling."""
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), "")
 
 
 def test_over_http_sigv4_signs_the_body_sha256_and_sends_no_md5() -> None:
