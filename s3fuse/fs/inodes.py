@@ -422,10 +422,7 @@ class InodeTable:
         if pending is not None and pending.unsaved and self.pinned.get(pending.ino):  # written here, not yet in S3
             pending.expires = self.now() + self.ttl
             return pending
-        if pending is not None and not pending.is_dir:
-            self.removed(path)  # its inode detached: a file made under the name later is another one
-        else:
-            self.forget_path(path)
+        self.forget_path(path)
         self.negative[path] = self.now() + self.ttl
         raise OSError(errno.ENOENT, path)
 
@@ -447,9 +444,8 @@ class InodeTable:
         info = await self.client(inode.path).head(self.key(inode.path))
         still_named(inode)  # (not renamed over or removed while the HEAD was on its way)
         if info is None:
-            path = inode.path
-            self.removed(path)  # its inode detached: a file made under the name later is another one
-            raise OSError(errno.ENOENT, path)
+            self.forget_path(inode.path)
+            raise OSError(errno.ENOENT, inode.path)
         inode = self.remember(inode.path, info, False)
         self.saved(inode)  # another writer's version: the listing must not bring the old one back after a forget
         return inode
@@ -459,12 +455,11 @@ class InodeTable:
         given. A replaced one (another writer, or a rename over its name racing an open; learnt now or by another
         request) is ESTALE: the kernel keeps its own size for an inode, and ESTALE has the VFS look the name up
         again, which gives it the new version."""
-        path = inode.path
         try:
             inode = await self.refresh(inode)
         except OSError as exc:  # gone from S3: the kernel's name is stale (an O_CREAT open then creates the file)
             if exc.errno == errno.ENOENT:
-                raise OSError(errno.ESTALE, f"{path} is gone from S3") from exc
+                raise OSError(errno.ESTALE, f"{inode.path} is gone from S3") from exc
             raise
         if inode.generation != inode.kernel_generation:
             raise OSError(errno.ESTALE, f"{inode.path} was replaced since the kernel looked it up")
