@@ -9,14 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyfuse3
-
 from s3fuse import config as configuration
 from s3fuse.config import Config
 from s3fuse.fs.handles import OpenFiles
 from s3fuse.fs.inodes import InodeTable, parent_of
 from s3fuse.fs.listing import name_problem
 from s3fuse.fs.namespace import Mount
+from s3fuse.fs.operations import forget_kernel_entry
 from s3fuse.fs.overlay import Overlay
 from s3fuse.s3 import acl
 from s3fuse.s3.client import S3Client, endpoint_url
@@ -123,7 +122,7 @@ class NestedMounts:
         self.on_client(client)
         self.table.negative.pop(path, None)
         self.table.invalidate_listing(parent.path)
-        self.tell_kernel(parent.ino, path)
+        forget_kernel_entry(parent.ino, path)
         log.info("mounted %s at /%s", mount.uri, path)
 
     async def graft_configured(self, config: Config) -> None:
@@ -150,7 +149,7 @@ class NestedMounts:
         parent = self.table.known(parent_of(path))
         if parent is not None:
             self.table.invalidate_listing(parent.path)
-            self.tell_kernel(parent.ino, path)
+            forget_kernel_entry(parent.ino, path)
         await mount.client.close()
         if mount.overlay is not None:
             mount.overlay.close()
@@ -165,10 +164,3 @@ class NestedMounts:
             raise OSError(errno.ENOTDIR, f"/{path}")
         return node
 
-    @staticmethod
-    def tell_kernel(parent_ino: int, path: str) -> None:
-        """Drop the kernel's cached entry (or negative entry) for the mount point."""
-        try:
-            pyfuse3.invalidate_entry_async(parent_ino, path.rpartition("/")[2].encode("utf-8"))
-        except (OSError, RuntimeError) as exc:  # no FUSE session (unit tests) or the kernel has no such entry
-            log.debug("kernel entry invalidation of /%s: %s", path, exc)

@@ -78,6 +78,16 @@ def settable(nanoseconds: int) -> int:
     return max(TIME_RANGE[0], min(TIME_RANGE[1], nanoseconds))
 
 
+def forget_kernel_entry(parent_ino: int, path: str) -> None:
+    """Have the kernel drop its cached entry (or negative entry) for `path`. Queued, not awaited: a request
+    handler waiting for it could deadlock with the kernel's own locks (a read whose pages the kernel holds until
+    it is answered, an open holding the directory while it waits for a lookup)."""
+    try:
+        pyfuse3.invalidate_entry_async(parent_ino, path.rpartition("/")[2].encode("utf-8"), ignore_enoent=True)
+    except (OSError, RuntimeError) as exc:  # no FUSE session (unit tests)
+        log.debug("kernel entry invalidation of /%s: %s", path, exc)
+
+
 def decode(name: bytes) -> str:
     """A kernel name as an S3 key segment: UTF-8, at most 255 bytes, not "." or ".."."""
     try:
@@ -567,10 +577,7 @@ class Operations(pyfuse3.Operations):
                         "with ESTALE, as the bytes it was reading are gone; open the name again", node.path, change)
         parent = self.table.known(parent_of(node.path))
         if parent is not None:
-            name = node.path.rpartition("/")[2].encode("utf-8", "surrogateescape")
-            # queued, not awaited: the kernel may need this read answered (it holds its pages locked) before it
-            # can drop the name, and an open of the name may hold the directory while it waits for a lookup
-            pyfuse3.invalidate_entry_async(parent.ino, name, ignore_enoent=True)
+            forget_kernel_entry(parent.ino, node.path)
 
     @errno_boundary
     async def write(self, fh: int, off: int, buf: bytes) -> int:
