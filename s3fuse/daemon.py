@@ -247,7 +247,7 @@ class Service:
                               f"{time.time() - m.started:.0f} s") for m in self.observer.multipart.values()]
         rows = [MountRow(os.path.join(self.request.mountpoint, m.path) if m.path else self.request.mountpoint,
                          m.uri, endpoint_url(m.config) or "AWS S3", m.readonly,
-                         len(self.files.files) if m is mount else 0, self.state) for m in self.mounts()]
+                         self.files.count() if m is mount else 0, self.state) for m in self.mounts()]
         value = self.metrics.value
         return Status(
             version=VERSION, pid=os.getpid(), started=self.started, now=time.time(), mounts=rows,
@@ -276,7 +276,7 @@ class Service:
                             "and the daemon handed to the kernel's page cache", lambda: feed.stored_bytes)
         metrics.gauge("s3fuse_cache_bytes", "Bytes in the disk block cache", self.disk_bytes)
         metrics.gauge("s3fuse_cache_memory_bytes", "Bytes of blocks kept in memory", lambda: self.cache.memory_bytes)
-        metrics.gauge("s3fuse_open_files", "Files open through the mount", lambda: len(self.files.files))
+        metrics.gauge("s3fuse_open_files", "Files open through the mount", self.files.count)
         metrics.gauge("s3fuse_uploads_in_flight", "Open files with bytes not yet in S3", lambda: len(self.unsaved()))
         metrics.gauge("s3fuse_multipart_uploads_in_flight", "Multipart uploads this daemon has not completed yet",
                       lambda: len(self.observer.multipart))

@@ -141,7 +141,7 @@ class NestedMounts:
         namespace = self.table.namespace
         if not namespace.is_mount_point(path):
             raise OSError(errno.EINVAL, f"/{path} is not a mount point")
-        busy = [f for f in self.files.files.values() if f.inode.path == path or f.inode.path.startswith(path + "/")]
+        busy = [f for f in self.files.every() if f.inode.path == path or f.inode.path.startswith(path + "/")]
         if busy:
             raise OSError(errno.EBUSY, f"/{path} has {len(busy)} open file(s)")
         mount = namespace.remove(path)

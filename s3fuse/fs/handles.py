@@ -138,14 +138,18 @@ class OpenFile:
         return self.clean and not self.writers and not self.unlinked and self.size == version.size == inode.size \
             and self.base_etag == version.etag == inode.etag == inode.page_cache_etag
 
+    def behind(self, inode: Inode) -> bool:
+        """Another writer replaced the object since this file's version, and nothing here is unsaved."""
+        return not self.dirty and self.base_etag != inode.etag
+
     async def follow(self, inode: Inode) -> None:
-        """Move to the inode's version if another writer replaced the object and nothing here is unsaved (an open
-        file with writers is not left behind, see OpenFiles.open). Under the lock: no write runs on the staged copy
-        this drops, and no download of the old version's blocks goes on into it."""
-        if self.dirty or self.base_etag == inode.etag:  # (an upload under way holds the lock: no wait for it)
+        """Move to the inode's version when `behind` it (an open file with writers is not left behind, see
+        OpenFiles.open). Under the lock: no write runs on the staged copy this drops, and no download of the old
+        version's blocks goes on into it."""
+        if not self.behind(inode):  # (an upload under way holds the lock: no wait for it)
             return
         async with self.lock:
-            if not self.dirty and self.base_etag != inode.etag:
+            if self.behind(inode):
                 self.drop_stage()
                 self.base_etag, self.size = inode.etag, inode.size
 
@@ -397,6 +401,13 @@ class OpenFiles:
     def get(self, ino: int) -> OpenFile | None:
         return self.files.get(ino)
 
+    def every(self) -> list[OpenFile]:
+        """Every open file, those left on an old version included."""
+        return [*self.files.values(), *self.left_behind]
+
+    def count(self) -> int:
+        return len(self.files) + len(self.left_behind)
+
     def answers_for(self, ino: int) -> bool:
         """Whether the inode's open file, not S3, says what the file is: it holds bytes S3 does not have, or its
         name is gone (unlinked or renamed over) and its handles read on."""
@@ -422,7 +433,7 @@ class OpenFiles:
         (its cached bytes, then ESTALE), never in the new one; with writers (which unlink and rename must find
         here) the opener moves it to the new version (`OpenFile.follow`)."""
         file = self.files.get(inode.ino)
-        if file is not None and not file.dirty and not file.writers and file.base_etag != inode.etag:
+        if file is not None and file.behind(inode) and not file.writers:
             del self.files[inode.ino]  # its handles keep it; their close finds it no longer here
             self.left_behind.append(file)
             file = None

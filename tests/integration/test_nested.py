@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +33,27 @@ def other_bucket(s3_server: LocalS3) -> str:
     client.put_object(Bucket=name, Key="data/hello.txt", Body=b"from the other bucket")
     client.put_object(Bucket=name, Key="data/sub/deep.txt", Body=b"deep")
     return name
+
+
+def test_a_nested_mount_stays_while_a_reader_holds_an_older_version_there(mount_factory: MountFactory,
+                                                                          other_bucket: str) -> None:
+    """A reader left on a version another writer replaced still reads through the nested mount's client: the
+    mount is busy until it closes."""
+    mounted = mount_factory("alluxio.user.metadata.cache.expiration.time=1sec")
+    point = mounted.path / "other"
+    assert fs("mount", str(point), f"s3://{other_bucket}/data", server=mounted.server).returncode == 0
+    reader = os.open(point / "hello.txt", os.O_RDONLY)
+    try:
+        assert os.read(reader, 100) == b"from the other bucket"
+        mounted.client().put_object(Bucket=other_bucket, Key="data/hello.txt", Body=b"replaced")
+        time.sleep(1.5)  # past the metadata TTL
+        assert (point / "hello.txt").read_bytes() == b"replaced"  # its own open file; the reader keeps the old
+        busy = fs("unmount", str(point))
+        assert busy.returncode != 0 and "open file" in busy.stderr
+    finally:
+        with contextlib.suppress(OSError):  # EIO once the kernel dropped the old version's inode
+            os.close(reader)
+    assert fs("unmount", str(point)).returncode == 0
 
 
 def test_graft_use_and_remove_another_bucket(mounted: Mounted, other_bucket: str) -> None:
